@@ -21,7 +21,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 BLKSNAP_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE \
 	-I$(TOP)/include -I$(TOP)/userspace/lib -DBLKSNAP_VERSION=\"$(VERSION)\"
-LDLIBS_LIB := -ldevmapper -lblkid
+LDLIBS_LIB := -ldevmapper -lblkid -pthread
 
 LIB_SRCS := $(sort $(wildcard userspace/lib/*.c))
 CLI_SRCS := $(sort $(wildcard userspace/blksnapctl/*.c))

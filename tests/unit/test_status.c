@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Unit tests: parsing of the blksnap-origin and blksnap-image status lines. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+#define UUID "0123abcd-4567-89ef-abcd-0123456789ab"
+
+static struct blksnap_ctx ctx;
+
+static void test_origin_idle(void **state)
+{
+	struct blksnap_origin_status st;
+
+	(void)state;
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "128 16384 " UUID " 1 -", &st), 0);
+	assert_int_equal(st.tracking_block_sectors, 128);
+	assert_int_equal(st.tracking_blocks, 16384);
+	assert_string_equal(st.generation_uuid, UUID);
+	assert_int_equal(st.change_number, 1);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_IDLE);
+	assert_string_equal(blksnap_origin_state_name(st.state), "-");
+}
+
+static void test_origin_snap_merge(void **state)
+{
+	struct blksnap_origin_status st;
+
+	(void)state;
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "8 2097152 " UUID " 255 snap", &st), 0);
+	assert_int_equal(st.change_number, 255);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_SNAP);
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "256 3 " UUID " 7 merge 10/4096", &st), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_MERGE);
+	assert_int_equal(st.merge_done_chunks, 10);
+	assert_int_equal(st.merge_total_chunks, 4096);
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "256 3 " UUID " 7 merge 0/0", &st), 0);
+	assert_string_equal(blksnap_origin_state_name(BLKSNAP_ORIGIN_MERGE), "merge");
+}
+
+static void origin_bad(const char *line)
+{
+	struct blksnap_origin_status st;
+
+	memset(&st, 0x5a, sizeof(st));
+	ctx.errmsg[0] = '\0';
+	assert_int_equal(blksnap_parse_origin_status(&ctx, line, &st), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "blksnap-origin status"));
+	assert_int_equal(st.change_number, 0x5a5a5a5a);	/* untouched */
+}
+
+static void test_origin_malformed(void **state)
+{
+	(void)state;
+	origin_bad("");
+	origin_bad("garbage");
+	origin_bad("128 16384 " UUID " 1");			/* missing state */
+	origin_bad("128 16384 " UUID);
+	origin_bad("128 16384 " UUID " 1 - extra");
+	origin_bad("128 16384 " UUID " 1 snap extra");
+	origin_bad("128  16384 " UUID " 1 -");			/* double blank */
+	origin_bad(" 128 16384 " UUID " 1 -");
+	origin_bad("128 16384 " UUID " 1 - ");
+	origin_bad("128\t16384 " UUID " 1 -");
+	origin_bad("128 16384 " UUID " 1 merged");
+	origin_bad("128 16384 " UUID " 1 merge");
+	origin_bad("128 16384 " UUID " 1 merge 5");
+	origin_bad("128 16384 " UUID " 1 merge 5/");
+	origin_bad("128 16384 " UUID " 1 merge /5");
+	origin_bad("128 16384 " UUID " 1 merge 6/5");		/* done > total */
+	origin_bad("128 16384 " UUID " 1 merge 1/2 3");
+	origin_bad("128 16384 " UUID " 1 SNAP");
+}
+
+static void test_origin_fields(void **state)
+{
+	(void)state;
+	origin_bad("127 16384 " UUID " 1 -");			/* not a power of two */
+	origin_bad("4 16384 " UUID " 1 -");			/* below 8 */
+	origin_bad("0 16384 " UUID " 1 -");
+	origin_bad("128 0 " UUID " 1 -");
+	origin_bad("128 16384 " UUID " 0 -");			/* change 1..255 */
+	origin_bad("128 16384 " UUID " 256 -");
+	origin_bad("128 16384 " UUID " -1 -");
+	origin_bad("-128 16384 " UUID " 1 -");
+	origin_bad("128 16384 0123ABCD-4567-89ef-abcd-0123456789ab 1 -");	/* uppercase */
+	origin_bad("128 16384 0123abcd04567-89ef-abcd-0123456789ab 1 -");
+	origin_bad("128 16384 0123abcd-4567-89ef-abcd-0123456789a 1 -");	/* short */
+	origin_bad("128 16384 0123abcd-4567-89ef-abcd-0123456789abc 1 -");	/* long */
+	origin_bad("128 16384 0123abcg-4567-89ef-abcd-0123456789ab 1 -");
+}
+
+static void test_origin_huge(void **state)
+{
+	struct blksnap_origin_status st;
+
+	(void)state;
+	assert_int_equal(blksnap_parse_origin_status(&ctx,
+		"9223372036854775808 18446744073709551615 " UUID " 1 -", &st), 0);
+	assert_true(st.tracking_blocks == UINT64_MAX);
+	origin_bad("128 18446744073709551616 " UUID " 1 -");
+	origin_bad("128 99999999999999999999999 " UUID " 1 -");
+	origin_bad("128 16384 " UUID " 4294967297 -");		/* would wrap to 1 */
+	origin_bad("128 16384 " UUID " 1 merge 1/18446744073709551616");
+}
+
+static void test_image_ok(void **state)
+{
+	struct blksnap_image_status st;
+
+	(void)state;
+	assert_int_equal(blksnap_parse_image_status(&ctx, "1024/2097152 8 128 valid", &st), 0);
+	assert_int_equal(st.used_sectors, 1024);
+	assert_int_equal(st.store_sectors, 2097152);
+	assert_int_equal(st.chunk_sectors, 8);
+	assert_int_equal(st.copied_chunks, 128);
+	assert_int_equal(st.state, BLKSNAP_IMAGE_VALID);
+	assert_int_equal(blksnap_parse_image_status(&ctx, "2048/2048 131072 0 overflow", &st), 0);
+	assert_int_equal(st.state, BLKSNAP_IMAGE_OVERFLOW);
+	assert_int_equal(blksnap_parse_image_status(&ctx, "0/0 16 0 failed", &st), 0);
+	assert_int_equal(st.state, BLKSNAP_IMAGE_FAILED);
+	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_OVERFLOW), "overflow");
+	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_FAILED), "failed");
+	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_VALID), "valid");
+}
+
+static void image_bad(const char *line)
+{
+	struct blksnap_image_status st;
+
+	memset(&st, 0x5a, sizeof(st));
+	ctx.errmsg[0] = '\0';
+	assert_int_equal(blksnap_parse_image_status(&ctx, line, &st), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "blksnap-image status"));
+	assert_int_equal(st.state, 0x5a5a5a5a);
+}
+
+static void test_image_malformed(void **state)
+{
+	(void)state;
+	image_bad("");
+	image_bad("valid");
+	image_bad("1024/2097152 8 128");			/* missing state */
+	image_bad("1024/2097152 8 valid");
+	image_bad("1024/2097152 8 128 valid extra");
+	image_bad("1024 2097152 8 128 valid");			/* no slash */
+	image_bad("1024/ 8 128 valid");
+	image_bad("/2048 8 128 valid");
+	image_bad("1024/2048/4096 8 128 valid");
+	image_bad("4096/2048 8 128 valid");			/* used > store */
+	image_bad("1024/2097152 4 128 valid");			/* chunk < 8 */
+	image_bad("1024/2097152 262144 128 valid");		/* chunk > 64 MiB */
+	image_bad("1024/2097152 24 128 valid");			/* not a power of two */
+	image_bad("1024/2097152 8 -1 valid");
+	image_bad("1024/2097152 8 128 Valid");
+	image_bad("1024/2097152 8 128 invalid");
+	image_bad("1024/2097152  8 128 valid");
+	image_bad("1024/18446744073709551616 8 128 valid");
+	image_bad("1024/2097152 8 18446744073709551616 valid");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_origin_idle),
+		cmocka_unit_test(test_origin_snap_merge),
+		cmocka_unit_test(test_origin_malformed),
+		cmocka_unit_test(test_origin_fields),
+		cmocka_unit_test(test_origin_huge),
+		cmocka_unit_test(test_image_ok),
+		cmocka_unit_test(test_image_malformed),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Unit tests: table construction, validation, table parsing and dm names. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+static struct blksnap_ctx ctx;
+
+static void test_default_tracking_block(void **state)
+{
+	(void)state;
+	assert_int_equal(bs_default_tracking_block(0), 128);
+	assert_int_equal(bs_default_tracking_block(2048), 128);
+	/* 128 * 2^21 sectors = 128 GiB is the last size with 64 KiB blocks. */
+	assert_int_equal(bs_default_tracking_block(128ULL << 21), 128);
+	assert_int_equal(bs_default_tracking_block((128ULL << 21) + 1), 256);
+	assert_int_equal(bs_default_tracking_block(256ULL << 21), 256);
+	assert_int_equal(bs_default_tracking_block(1ULL << 40), 1ULL << 19);
+}
+
+static void test_check_tracking_block(void **state)
+{
+	(void)state;
+	assert_int_equal(bs_check_tracking_block(&ctx, 8, 0), 0);
+	assert_int_equal(bs_check_tracking_block(&ctx, 128, 2048), 0);
+	assert_int_equal(bs_check_tracking_block(&ctx, 4, 0), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "power of two"));
+	assert_int_equal(bs_check_tracking_block(&ctx, 24, 0), -EINVAL);
+	assert_int_equal(bs_check_tracking_block(&ctx, 0, 0), -EINVAL);
+	/* Too many blocks: the message names the smallest that works. */
+	assert_int_equal(bs_check_tracking_block(&ctx, 8, 8ULL * 2097152 + 1), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "use at least 16 sectors"));
+	assert_int_equal(bs_check_tracking_block(&ctx, 8, 8ULL * 2097152), 0);
+}
+
+static void test_check_chunk(void **state)
+{
+	(void)state;
+	assert_int_equal(bs_check_chunk(&ctx, 8), 0);
+	assert_int_equal(bs_check_chunk(&ctx, 131072), 0);
+	assert_int_equal(bs_check_chunk(&ctx, 4), -EINVAL);
+	assert_int_equal(bs_check_chunk(&ctx, 262144), -EINVAL);
+	assert_int_equal(bs_check_chunk(&ctx, 24), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "power of two from 8"));
+}
+
+static void test_origin_params(void **state)
+{
+	char *p = NULL;
+
+	(void)state;
+	assert_int_equal(bs_origin_params(&ctx, "253:1", 0, &p), 0);
+	assert_string_equal(p, "253:1");
+	free(p);
+	assert_int_equal(bs_origin_params(&ctx, "/dev/vdb", 256, &p), 0);
+	assert_string_equal(p, "/dev/vdb 2 tracking_block_sectors 256");
+	free(p);
+	p = NULL;
+	assert_int_equal(bs_origin_params(&ctx, "/dev/vdb", 100, &p), -EINVAL);
+	assert_null(p);
+	assert_int_equal(bs_origin_params(&ctx, "", 0, &p), -EINVAL);
+	assert_int_equal(bs_origin_params(&ctx, "a b", 0, &p), -EINVAL);
+	assert_int_equal(bs_origin_params(&ctx, NULL, 0, &p), -EINVAL);
+}
+
+static void test_image_params(void **state)
+{
+	char *p = NULL;
+
+	(void)state;
+	assert_int_equal(bs_image_params(&ctx, "8:16", "253:4", 8, 0, &p), 0);
+	assert_string_equal(p, "8:16 253:4 8");
+	free(p);
+	assert_int_equal(bs_image_params(&ctx, "8:16", "253:4", 131072, 4096, &p), 0);
+	assert_string_equal(p, "8:16 253:4 131072 2 low_water 4096");
+	free(p);
+	p = NULL;
+	assert_int_equal(bs_image_params(&ctx, "8:16", "8:16", 8, 0, &p), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "must not be the real device"));
+	assert_int_equal(bs_image_params(&ctx, "8:16", "253:4", 12, 0, &p), -EINVAL);
+	assert_int_equal(bs_image_params(&ctx, "8:16", "253:4", 262144, 0, &p), -EINVAL);
+	assert_int_equal(bs_image_params(&ctx, "8:16", "", 8, 0, &p), -EINVAL);
+	assert_null(p);
+}
+
+static void test_linear(void **state)
+{
+	const struct bs_segment segs[] = { { 7, 0, 2048 }, { 8, 32, 4096 } };
+	const struct bs_segment more = { 7, 1, 100 };
+	const struct bs_segment empty = { 7, 2, 0 };
+	struct bs_target *t = NULL;
+	size_t n = 0;
+	uint32_t ma, mi;
+	uint64_t off;
+
+	(void)state;
+	assert_int_equal(bs_linear_append(&ctx, &t, &n, segs, 2), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(t[0].start, 0);
+	assert_int_equal(t[0].len, 2048);
+	assert_string_equal(t[0].type, "linear");
+	assert_string_equal(t[0].params, "7:0 0");
+	assert_int_equal(t[1].start, 2048);
+	assert_int_equal(t[1].len, 4096);
+	assert_string_equal(t[1].params, "8:32 0");
+	/* store add: a segment after the existing ones */
+	assert_int_equal(bs_linear_append(&ctx, &t, &n, &more, 1), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(t[2].start, 6144);
+	assert_string_equal(t[2].params, "7:1 0");
+	assert_int_equal(bs_linear_append(&ctx, &t, &n, &empty, 1), -EINVAL);
+	assert_int_equal(n, 3);
+	assert_int_equal(bs_parse_linear_params(&ctx, t[1].params, &ma, &mi, &off), 0);
+	assert_int_equal(ma, 8);
+	assert_int_equal(mi, 32);
+	assert_int_equal(off, 0);
+	bs_targets_free(t, n);
+
+	assert_int_equal(bs_parse_linear_params(&ctx, "8:32", &ma, &mi, &off), -EINVAL);
+	assert_int_equal(bs_parse_linear_params(&ctx, "8:32 0 1", &ma, &mi, &off), -EINVAL);
+	assert_int_equal(bs_parse_linear_params(&ctx, "/dev/sdb 0", &ma, &mi, &off), -EINVAL);
+}
+
+static void test_parse_origin_table(void **state)
+{
+	struct bs_origin_table t;
+
+	(void)state;
+	assert_int_equal(bs_parse_origin_params(&ctx, "253:1", &t), 0);
+	assert_int_equal(t.major, 253);
+	assert_int_equal(t.minor, 1);
+	assert_int_equal(t.tracking, 0);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 2 tracking_block_sectors 256", &t), 0);
+	assert_int_equal(t.tracking, 256);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 2 tracking_block_sectors", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 3 tracking_block_sectors 256", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 2 tracking_block_sectors x", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "", &t), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "blksnap-origin table"));
+}
+
+static void test_parse_image_table(void **state)
+{
+	struct bs_image_table t;
+
+	(void)state;
+	assert_int_equal(bs_parse_image_params(&ctx, "8:16 253:4 8", &t), 0);
+	assert_int_equal(t.real_major, 8);
+	assert_int_equal(t.real_minor, 16);
+	assert_int_equal(t.store_major, 253);
+	assert_int_equal(t.store_minor, 4);
+	assert_int_equal(t.chunk, 8);
+	assert_int_equal(t.low_water, 0);
+	assert_int_equal(bs_parse_image_params(&ctx, "8:16 253:4 8 2 low_water 99", &t), 0);
+	assert_int_equal(t.low_water, 99);
+	assert_int_equal(bs_parse_image_params(&ctx, "8:16 253:4", &t), -EINVAL);
+	assert_int_equal(bs_parse_image_params(&ctx, "8:16 253:4 x", &t), -EINVAL);
+	assert_int_equal(bs_parse_image_params(&ctx, "8:16 253:4 8 1 low_water", &t), -EINVAL);
+}
+
+static void test_snapshot_names(void **state)
+{
+	char buf[32], *name, *uuid, long_name[80];
+
+	(void)state;
+	assert_int_equal(bs_check_snapshot_name(&ctx, "snap-20240101-120000"), 0);
+	assert_int_equal(bs_check_snapshot_name(&ctx, "nightly_1.2+x"), 0);
+	assert_int_equal(bs_check_snapshot_name(&ctx, ""), -EINVAL);
+	assert_int_equal(bs_check_snapshot_name(&ctx, "-x"), -EINVAL);
+	assert_int_equal(bs_check_snapshot_name(&ctx, ".x"), -EINVAL);
+	assert_int_equal(bs_check_snapshot_name(&ctx, "a/b"), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "contains '/'"));
+	assert_int_equal(bs_check_snapshot_name(&ctx, "a b"), -EINVAL);
+	assert_int_equal(bs_check_snapshot_name(&ctx, "caf\xc3\xa9"), -EINVAL);
+	memset(long_name, 'a', 65);
+	long_name[65] = '\0';
+	assert_int_equal(bs_check_snapshot_name(&ctx, long_name), -ENAMETOOLONG);
+	long_name[64] = '\0';
+	assert_int_equal(bs_check_snapshot_name(&ctx, long_name), 0);
+
+	assert_int_equal(bs_default_snapshot_name(0, buf, sizeof(buf)), 0);
+	assert_int_equal(strlen(buf), strlen("snap-YYYYMMDD-HHMMSS"));
+	assert_memory_equal(buf, "snap-19", 7);	/* 1969 or 1970, by time zone */
+	assert_int_equal(bs_default_snapshot_name(0, buf, 8), -ENAMETOOLONG);
+
+	assert_int_equal(bs_image_names(&ctx, "vg-lv", "snap-1", &name, &uuid), 0);
+	assert_string_equal(name, "vg-lv-snap-1");
+	assert_string_equal(uuid, "BLKSNAP-IMAGE-snap-1-vg-lv");
+	free(name);
+	free(uuid);
+	memset(long_name, 'o', 70);
+	long_name[70] = '\0';
+	assert_int_equal(bs_image_names(&ctx, long_name, "snap-1", &name, &uuid), 0);
+	free(name);
+	free(uuid);
+	long_name[65] = '\0';
+	assert_int_equal(bs_image_names(&ctx, long_name, long_name, &name, &uuid), -ENAMETOOLONG);
+	assert_null(name);
+	assert_null(uuid);
+	assert_non_null(strstr(ctx.errmsg, "--name"));
+}
+
+static void test_prefix(void **state)
+{
+	(void)state;
+	assert_string_equal(bs_prefix("BLKSNAP-STORE-s1", BS_UUID_STORE), "s1");
+	assert_null(bs_prefix("LVM-abc", BS_UUID_STORE));
+	assert_null(bs_prefix(NULL, BS_UUID_STORE));
+	assert_string_equal(bs_prefix("BLKSNAP-STORE-", BS_UUID_STORE), "");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_default_tracking_block),
+		cmocka_unit_test(test_check_tracking_block),
+		cmocka_unit_test(test_check_chunk),
+		cmocka_unit_test(test_origin_params),
+		cmocka_unit_test(test_image_params),
+		cmocka_unit_test(test_linear),
+		cmocka_unit_test(test_parse_origin_table),
+		cmocka_unit_test(test_parse_image_table),
+		cmocka_unit_test(test_snapshot_names),
+		cmocka_unit_test(test_prefix),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * blksnapctl: command-line parsing. Pure: no device is touched here.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum {
+	OPT_HELP = 'h',
+	OPT_JSON = 256,
+	OPT_TRACKING,
+	OPT_STORE,
+	OPT_STORE_SIZE,
+	OPT_CHUNK,
+	OPT_NAME,
+	OPT_SIZE,
+	OPT_GROW_BY,
+	OPT_LIMIT,
+	OPT_STORE_DIR,
+	OPT_SINCE,
+	OPT_OUT,
+	OPT_WAIT,
+};
+
+#define M(opt) (1u << ((opt) - OPT_JSON))
+
+static const struct option cli_all_options[] = {
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "tracking-block", required_argument, NULL, OPT_TRACKING },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "store-size", required_argument, NULL, OPT_STORE_SIZE },
+	{ "chunk", required_argument, NULL, OPT_CHUNK },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "size", required_argument, NULL, OPT_SIZE },
+	{ "grow-by", required_argument, NULL, OPT_GROW_BY },
+	{ "limit", required_argument, NULL, OPT_LIMIT },
+	{ "store-dir", required_argument, NULL, OPT_STORE_DIR },
+	{ "since", required_argument, NULL, OPT_SINCE },
+	{ "out", required_argument, NULL, OPT_OUT },
+	{ "wait", no_argument, NULL, OPT_WAIT },
+};
+
+#define N_OPTIONS (sizeof(cli_all_options) / sizeof(cli_all_options[0]))
+#define MANY ((size_t)-1)
+
+struct cli_command {
+	enum cli_cmd cmd;
+	const char *name;
+	unsigned int options;		/* M() of the allowed options */
+	size_t min_args, max_args;	/* positional arguments */
+	const char *usage;
+};
+
+static const struct cli_command cli_commands[] = {
+	{ CLI_ATTACH, "attach", M(OPT_TRACKING), 1, 1,
+	  "Usage: blksnapctl attach <device> [--tracking-block SIZE]\n"
+	  "Put a blksnap-origin in front of <device> (change tracking, snapshots).\n"
+	  "A dm device keeps its name; any other disk gets /dev/mapper/blksnap-<name>.\n"
+	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more)\n" },
+	{ CLI_DETACH, "detach", 0, 1, 1,
+	  "Usage: blksnapctl detach <device>\n"
+	  "Remove the blksnap-origin again (refused while a snapshot image exists).\n" },
+	{ CLI_CREATE, "create",
+	  M(OPT_STORE) | M(OPT_STORE_SIZE) | M(OPT_CHUNK) | M(OPT_NAME) | M(OPT_JSON), 1, MANY,
+	  "Usage: blksnapctl create <device>... --store <dev|dir>[,<dev|dir>...]\n"
+	  "                         [--store-size SIZE] [--chunk SIZE] [--name NAME] [--json]\n"
+	  "Take one coherent snapshot of all devices; print its name and one image\n"
+	  "path per device.\n"
+	  "  --store DEV|DIR   block devices, or directories for unlinked store files\n"
+	  "  --store-size SIZE size of the store file in each directory\n"
+	  "  --chunk SIZE      copy-on-write unit, power of two 4K..64M (default 4K)\n"
+	  "  --name NAME       snapshot name (default snap-YYYYMMDD-HHMMSS)\n" },
+	{ CLI_DESTROY, "destroy", 0, 1, 1,
+	  "Usage: blksnapctl destroy <snapshot>\n"
+	  "Remove the snapshot's images and its store.\n" },
+	{ CLI_LIST, "list", M(OPT_JSON), 0, 0,
+	  "Usage: blksnapctl list [--json]\n"
+	  "List attached devices and snapshots.\n" },
+	{ CLI_STATUS, "status", M(OPT_JSON), 1, 1,
+	  "Usage: blksnapctl status <snapshot|device> [--json]\n"
+	  "Show a snapshot (store use, images) or an attached device.\n" },
+	{ CLI_STORE_ADD, "store add", M(OPT_SIZE), 2, 2,
+	  "Usage: blksnapctl store add <snapshot> <dev|dir> [--size SIZE]\n"
+	  "Grow the snapshot's store by a device or a new file in a directory.\n"
+	  "  --size SIZE  size of the store file (required for a directory)\n" },
+	{ CLI_MONITOR, "monitor", M(OPT_GROW_BY) | M(OPT_LIMIT) | M(OPT_STORE_DIR), 1, 1,
+	  "Usage: blksnapctl monitor <snapshot> [--grow-by SIZE] [--limit SIZE] [--store-dir DIR]\n"
+	  "Wait for the snapshot's events and grow its store on low water; exit 0 when\n"
+	  "the snapshot is destroyed, 1 when an image overflowed or failed.\n"
+	  "  --grow-by SIZE    growth per low-water event (default: the initial store size)\n"
+	  "  --limit SIZE      never grow the store beyond SIZE\n"
+	  "  --store-dir DIR   where to put new store files (default: the last directory used)\n" },
+	{ CLI_CBT_INFO, "cbt info", M(OPT_JSON), 1, 1,
+	  "Usage: blksnapctl cbt info <device> [--json]\n"
+	  "Show the change tracker: block size, blocks, generation, change number.\n" },
+	{ CLI_CBT_CHANGES, "cbt changes", M(OPT_SINCE) | M(OPT_JSON), 1, 1,
+	  "Usage: blksnapctl cbt changes <device> --since N [--json]\n"
+	  "Print the extents changed after snapshot number N (0..255) as <start>+<sectors>.\n" },
+	{ CLI_CBT_READ, "cbt read", M(OPT_OUT), 1, 1,
+	  "Usage: blksnapctl cbt read <device> --out FILE\n"
+	  "Write the snapshot CBT map (one byte per tracking block) to FILE ('-': stdout).\n" },
+	{ CLI_CBT_MARK_DIRTY, "cbt mark-dirty", 0, 2, MANY,
+	  "Usage: blksnapctl cbt mark-dirty <device> <start>+<sectors>...\n"
+	  "Mark sectors as changed, e.g. after a failed backup of them.\n" },
+	{ CLI_MERGE, "merge", M(OPT_WAIT), 1, 1,
+	  "Usage: blksnapctl merge <snapshot> [--wait]\n"
+	  "Roll the origin back to the image (not supported yet).\n" },
+	{ CLI_VERSION, "version", 0, 0, 0,
+	  "Usage: blksnapctl version\n" },
+};
+
+#define N_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
+
+static const char cli_main_usage[] =
+	"Usage: blksnapctl <command> [options]\n"
+	"\n"
+	"  attach <device> [--tracking-block SIZE]\n"
+	"  detach <device>\n"
+	"  create <device>... --store <dev|dir>[,...] [--store-size SIZE] [--chunk SIZE] [--name NAME]\n"
+	"  destroy <snapshot>\n"
+	"  list [--json]\n"
+	"  status <snapshot|device> [--json]\n"
+	"  store add <snapshot> <dev|dir> [--size SIZE]\n"
+	"  monitor <snapshot> [--grow-by SIZE] [--limit SIZE] [--store-dir DIR]\n"
+	"  cbt info <device> [--json]\n"
+	"  cbt changes <device> --since N [--json]\n"
+	"  cbt read <device> --out FILE\n"
+	"  cbt mark-dirty <device> <start>+<sectors>...\n"
+	"  merge <snapshot> [--wait]\n"
+	"  version\n"
+	"\n"
+	"Every command takes --help. Sizes take K, M, G, T suffixes (binary).\n"
+	"See blksnapctl(8).\n";
+
+static const struct cli_command *cli_find(enum cli_cmd cmd)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (cli_commands[i].cmd == cmd)
+			return &cli_commands[i];
+	return NULL;
+}
+
+const char *cli_usage(enum cli_cmd cmd)
+{
+	const struct cli_command *c = cli_find(cmd);
+
+	return c ? c->usage : cli_main_usage;
+}
+
+const char *cli_cmd_name(enum cli_cmd cmd)
+{
+	const struct cli_command *c = cli_find(cmd);
+
+	return c ? c->name : "";
+}
+
+void cli_args_free(struct cli_args *a)
+{
+	free(a->devices);
+	for (size_t i = 0; i < a->n_stores; i++)
+		free(a->stores[i]);
+	free(a->stores);
+	free(a->extents);
+	memset(a, 0, sizeof(*a));
+}
+
+static int usage_err(char *err, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int usage_err(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+/* "--store a,b" (repeatable): the comma-separated parts, none empty. */
+static int cli_add_stores(struct cli_args *a, const char *val, const char *cmd,
+			  char *err, size_t errlen)
+{
+	const char *p = val;
+
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char **v;
+
+		if (!len)
+			return usage_err(err, errlen, "%s: empty entry in --store '%s'", cmd, val);
+		v = realloc(a->stores, (a->n_stores + 1) * sizeof(*v));
+		if (!v)
+			return usage_err(err, errlen, "out of memory");
+		a->stores = v;
+		v[a->n_stores] = strndup(p, len);
+		if (!v[a->n_stores])
+			return usage_err(err, errlen, "out of memory");
+		a->n_stores++;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+static int cli_size(struct blksnap_ctx *ctx, const char *cmd, const char *opt,
+		    const char *val, uint64_t *out, char *err, size_t errlen)
+{
+	if (blksnap_parse_size(ctx, val, out))
+		return usage_err(err, errlen, "%s: --%s: %s", cmd, opt, blksnap_errmsg(ctx));
+	if (!*out)
+		return usage_err(err, errlen, "%s: --%s must not be 0", cmd, opt);
+	return 0;
+}
+
+static int cli_since(const char *cmd, const char *val, unsigned int *since,
+		     char *err, size_t errlen)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*val < '0' || *val > '9')
+		goto bad;
+	v = strtoul(val, &end, 10);
+	if (errno || *end || v > 255)
+		goto bad;
+	*since = v;
+	return 0;
+bad:
+	return usage_err(err, errlen, "%s: --since '%s': expected a change number 0..255", cmd, val);
+}
+
+/*
+ * Which command: one word, or two for "store" and "cbt". Returns the words
+ * used, 0 for "store --help" (*cmd NULL), -1 on a usage error.
+ */
+static int cli_which(int argc, char **argv, const struct cli_command **cmd,
+		     char *err, size_t errlen)
+{
+	const char *w1 = argv[1], *w2 = argc > 2 ? argv[2] : NULL;
+	char both[64];
+
+	if (!strcmp(w1, "store") || !strcmp(w1, "cbt")) {
+		if (!w2 || w2[0] == '-') {
+			if (w2 && (!strcmp(w2, "--help") || !strcmp(w2, "-h"))) {
+				*cmd = NULL;
+				return 0;
+			}
+			usage_err(err, errlen, "'%s' needs a subcommand: %s", w1,
+					 !strcmp(w1, "store") ? "add" :
+					 "info, changes, read or mark-dirty");
+			return -1;
+		}
+		snprintf(both, sizeof(both), "%s %s", w1, w2);
+		for (size_t i = 0; i < N_COMMANDS; i++)
+			if (!strcmp(cli_commands[i].name, both)) {
+				*cmd = &cli_commands[i];
+				return 2;
+			}
+		usage_err(err, errlen, "unknown command '%.20s %.20s' (see 'blksnapctl --help')",
+			  w1, w2);
+		return -1;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (!strcmp(cli_commands[i].name, w1)) {
+			*cmd = &cli_commands[i];
+			return 1;
+		}
+	usage_err(err, errlen, "unknown command '%.40s' (see 'blksnapctl --help')", w1);
+	return -1;
+}
+
+int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
+	      struct cli_args *a, char *err, size_t errlen)
+{
+	struct option opts[N_OPTIONS + 2];
+	const struct cli_command *c = NULL;
+	size_t nopts = 0, npos;
+	char **sub;
+	int nsub, words, o, r;
+
+	memset(a, 0, sizeof(*a));
+	err[0] = '\0';
+	if (argc < 2)
+		return usage_err(err, errlen, "no command given (see 'blksnapctl --help')");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		a->help = true;
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		a->cmd = CLI_VERSION;
+		return 0;
+	}
+	if (argv[1][0] == '-')
+		return usage_err(err, errlen, "unknown option '%.40s' (see 'blksnapctl --help')", argv[1]);
+	words = cli_which(argc, argv, &c, err, errlen);
+	if (words < 0)
+		return EXIT_USAGE;
+	if (!c) {		/* "blksnapctl cbt --help" */
+		a->help = true;
+		return 0;
+	}
+	a->cmd = c->cmd;
+
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (c->options & M(cli_all_options[i].val))
+			opts[nopts++] = cli_all_options[i];
+	opts[nopts++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	opts[nopts] = (struct option){ NULL, 0, NULL, 0 };
+
+	/* getopt sees "<command> args...", the command words as argv[0]. */
+	sub = argv + words;
+	nsub = argc - words;
+	optind = 0;		/* full reset: cli_parse may run more than once */
+	opterr = 0;
+	while ((o = getopt_long(nsub, sub, ":h", opts, NULL)) != -1) {
+		r = 0;
+		switch (o) {
+		case OPT_HELP:
+			a->help = true;
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case OPT_WAIT:
+			a->wait = true;
+			break;
+		case OPT_TRACKING:
+			r = cli_size(ctx, c->name, "tracking-block", optarg, &a->tracking_block, err, errlen);
+			break;
+		case OPT_STORE:
+			r = cli_add_stores(a, optarg, c->name, err, errlen);
+			break;
+		case OPT_STORE_SIZE:
+			r = cli_size(ctx, c->name, "store-size", optarg, &a->store_size, err, errlen);
+			break;
+		case OPT_CHUNK:
+			r = cli_size(ctx, c->name, "chunk", optarg, &a->chunk, err, errlen);
+			break;
+		case OPT_SIZE:
+			r = cli_size(ctx, c->name, "size", optarg, &a->size, err, errlen);
+			break;
+		case OPT_GROW_BY:
+			r = cli_size(ctx, c->name, "grow-by", optarg, &a->grow_by, err, errlen);
+			break;
+		case OPT_LIMIT:
+			r = cli_size(ctx, c->name, "limit", optarg, &a->limit, err, errlen);
+			break;
+		case OPT_NAME:
+			a->name = optarg;
+			break;
+		case OPT_STORE_DIR:
+			a->store_dir = optarg;
+			break;
+		case OPT_OUT:
+			a->out = optarg;
+			break;
+		case OPT_SINCE:
+			r = cli_since(c->name, optarg, &a->since, err, errlen);
+			a->since_set = true;
+			break;
+		case ':':
+			r = usage_err(err, errlen, "%s: option '%s' needs a value", c->name,
+				      sub[optind - 1]);
+			break;
+		default:
+			if (optopt && optopt != '?')
+				r = usage_err(err, errlen, "%s: unknown option '-%c' (see 'blksnapctl %s --help')",
+					      c->name, optopt, c->name);
+			else
+				r = usage_err(err, errlen, "%s: unknown option '%.40s' (see 'blksnapctl %s --help')",
+					      c->name, sub[optind - 1], c->name);
+			break;
+		}
+		if (r)
+			goto fail;
+	}
+	if (a->help)
+		return 0;
+
+	npos = nsub - optind;
+	if (npos < c->min_args || npos > c->max_args) {
+		r = usage_err(err, errlen, npos < c->min_args ?
+			      "%s: missing argument (see 'blksnapctl %s --help')" :
+			      "%s: too many arguments (see 'blksnapctl %s --help')",
+			      c->name, c->name);
+		goto fail;
+	}
+	sub += optind;
+
+	switch (c->cmd) {
+	case CLI_ATTACH:
+	case CLI_DETACH:
+	case CLI_STATUS:
+	case CLI_CBT_INFO:
+	case CLI_CBT_READ:
+		a->device = sub[0];
+		break;
+	case CLI_CBT_CHANGES:
+		a->device = sub[0];
+		if (!a->since_set) {
+			r = usage_err(err, errlen, "cbt changes: --since N is required");
+			goto fail;
+		}
+		break;
+	case CLI_DESTROY:
+	case CLI_MONITOR:
+	case CLI_MERGE:
+		a->snapshot = sub[0];
+		break;
+	case CLI_STORE_ADD:
+		a->snapshot = sub[0];
+		a->store = sub[1];
+		break;
+	case CLI_CREATE:
+		if (!a->n_stores) {
+			r = usage_err(err, errlen, "create: --store is required (a device or a directory for the copied data)");
+			goto fail;
+		}
+		a->devices = calloc(npos, sizeof(*a->devices));
+		if (!a->devices) {
+			r = usage_err(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < npos; i++)
+			a->devices[i] = sub[i];
+		a->n_devices = npos;
+		break;
+	case CLI_CBT_MARK_DIRTY:
+		a->device = sub[0];
+		a->extents = calloc(npos - 1, sizeof(*a->extents));
+		if (!a->extents) {
+			r = usage_err(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 1; i < npos; i++) {
+			if (blksnap_parse_extent(ctx, sub[i], &a->extents[i - 1])) {
+				r = usage_err(err, errlen, "cbt mark-dirty: %s", blksnap_errmsg(ctx));
+				goto fail;
+			}
+			a->n_extents++;
+		}
+		break;
+	default:
+		break;
+	}
+	if (c->cmd == CLI_CBT_READ && !a->out) {
+		r = usage_err(err, errlen, "cbt read: --out FILE is required");
+		goto fail;
+	}
+	return 0;
+fail:
+	{
+		enum cli_cmd cmd = a->cmd;
+
+		cli_args_free(a);
+		a->cmd = cmd;
+	}
+	return r;
+}

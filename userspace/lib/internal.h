@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libblksnap private interfaces: the context, error reporting and the pure
+ * helpers (sizes, status lines, tables, extents, names). Nothing here talks
+ * to the kernel, so the unit tests use these directly. All declarations are
+ * hidden from the shared library's symbol table.
+ */
+#ifndef BLKSNAP_INTERNAL_H
+#define BLKSNAP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "blksnap.h"
+
+#pragma GCC visibility push(hidden)
+
+#define BS_ERRMSG_LEN 512
+
+struct blksnap_ctx {
+	char errmsg[BS_ERRMSG_LEN];
+	blksnap_log_fn log_fn;
+	void *log_data;
+};
+
+#define bs_printf(a, b) __attribute__((format(printf, a, b)))
+
+/*---- Errors and logging (context.c) ----*/
+
+/*
+ * Record a message in @ctx and return -@err (@err is a positive errno).
+ * @ctx may be NULL.
+ */
+int bs_err(struct blksnap_ctx *ctx, int err, const char *fmt, ...) bs_printf(3, 4);
+/* Prefix the recorded message with "<prefix>: " and return @ret. */
+int bs_err_prefix(struct blksnap_ctx *ctx, int ret, const char *fmt, ...) bs_printf(3, 4);
+void bs_log(struct blksnap_ctx *ctx, enum blksnap_log_level level,
+	    const char *fmt, ...) bs_printf(3, 4);
+
+/*---- Strings (context.c) ----*/
+
+/* asprintf() that returns NULL on failure. */
+char *bs_strdupf(const char *fmt, ...) bs_printf(1, 2);
+/* strdup() of a possibly NULL string; *@ok is cleared when out of memory. */
+char *bs_strdup_opt(const char *s, bool *ok);
+/* Split @s at single spaces into a NULL-terminated vector; -EINVAL on
+ * empty words (double, leading or trailing blanks). Free with bs_strv_free. */
+int bs_split_words(const char *s, char ***words, size_t *n);
+void bs_strv_free(char **v);
+
+/*---- Numbers (units.c) ----*/
+
+/* A decimal uint64 with nothing around it; -EINVAL or -ERANGE. */
+int bs_parse_u64(const char *s, uint64_t *v);
+bool bs_is_pow2(uint64_t v);
+/* "M:m" or a device number for tables. */
+int bs_parse_devno(const char *s, uint32_t *major, uint32_t *minor);
+
+/*---- Tables (table.c) ----*/
+
+#define BS_TARGET_ORIGIN "blksnap-origin"
+#define BS_TARGET_IMAGE "blksnap-image"
+#define BS_TARGET_LINEAR "linear"
+
+#define BS_TRACKING_MIN 8ULL
+#define BS_TRACKING_DEFAULT_MIN 128ULL
+#define BS_TRACKING_MAX_BLOCKS 2097152ULL
+#define BS_CHUNK_MIN 8ULL
+#define BS_CHUNK_MAX 131072ULL
+#define BS_CHUNK_DEFAULT 8ULL
+
+struct bs_target {
+	uint64_t start;
+	uint64_t len;
+	char *type;
+	char *params;
+};
+
+void bs_targets_free(struct bs_target *t, size_t n);
+
+/* The contract's default tracking block for a device of @sectors. */
+uint64_t bs_default_tracking_block(uint64_t sectors);
+int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
+			    uint64_t dev_sectors);
+int bs_check_chunk(struct blksnap_ctx *ctx, uint64_t sectors);
+
+/* "<dev> [2 tracking_block_sectors N]"; @tracking 0: no option. */
+int bs_origin_params(struct blksnap_ctx *ctx, const char *dev,
+		     uint64_t tracking, char **params);
+/* "<real> <store> <chunk> [2 low_water N]"; @low_water 0: no option. */
+int bs_image_params(struct blksnap_ctx *ctx, const char *real,
+		    const char *store, uint64_t chunk, uint64_t low_water,
+		    char **params);
+
+struct bs_origin_table {
+	uint32_t major, minor;		/* the real device */
+	uint64_t tracking;		/* 0 if not given */
+};
+int bs_parse_origin_params(struct blksnap_ctx *ctx, const char *params,
+			   struct bs_origin_table *t);
+
+struct bs_image_table {
+	uint32_t real_major, real_minor;
+	uint32_t store_major, store_minor;
+	uint64_t chunk;
+	uint64_t low_water;		/* 0 if not given */
+};
+int bs_parse_image_params(struct blksnap_ctx *ctx, const char *params,
+			  struct bs_image_table *t);
+
+/* A part of a store: a whole device. */
+struct bs_segment {
+	uint32_t major, minor;
+	uint64_t sectors;
+};
+/*
+ * Targets of a dm-linear concatenation of @segs, appended to @t (which
+ * has *@n entries and may be NULL). Starts after the last existing target.
+ */
+int bs_linear_append(struct blksnap_ctx *ctx, struct bs_target **t, size_t *n,
+		     const struct bs_segment *segs, size_t nsegs);
+/* The device and offset of a "linear" target's params "M:m <offset>". */
+int bs_parse_linear_params(struct blksnap_ctx *ctx, const char *params,
+			   uint32_t *major, uint32_t *minor, uint64_t *offset);
+
+/*---- Names (table.c) ----*/
+
+#define BS_DM_NAME_MAX 127
+#define BS_DM_UUID_MAX 128
+#define BS_SNAP_NAME_MAX 64
+
+#define BS_UUID_ORIGIN "BLKSNAP-ORIGIN-"
+#define BS_UUID_REAL "BLKSNAP-REAL-"
+#define BS_UUID_IMAGE "BLKSNAP-IMAGE-"
+#define BS_UUID_STORE "BLKSNAP-STORE-"
+
+/* Letters, digits and "._+-", not starting with '-' or '.', <= 64 chars. */
+int bs_check_snapshot_name(struct blksnap_ctx *ctx, const char *name);
+/* snap-YYYYMMDD-HHMMSS for @t in local time. */
+int bs_default_snapshot_name(long long t, char *buf, size_t len);
+/* The dm name and UUID of an image; -ENAMETOOLONG if they do not fit. */
+int bs_image_names(struct blksnap_ctx *ctx, const char *origin,
+		   const char *snap, char **name, char **uuid);
+/* Whether @s starts with @prefix; returns the rest or NULL. */
+const char *bs_prefix(const char *s, const char *prefix);
+
+/*---- Extents (extents.c) ----*/
+
+/* Parse the reply of cbt_changes: "<start>+<len>" separated by spaces. */
+int bs_parse_extent_list(struct blksnap_ctx *ctx, const char *s,
+			 struct blksnap_extent **ext, size_t *n);
+/* Sort by start and merge overlapping or adjacent extents in place. */
+size_t bs_extents_merge(struct blksnap_extent *ext, size_t n);
+
+/*---- CBT maps (extents.c) ----*/
+
+/* Decode exactly @len bytes of lowercase hex from @hex into @out. */
+int bs_hex_decode(const char *hex, uint8_t *out, size_t len);
+
+#pragma GCC visibility pop
+
+#endif /* BLKSNAP_INTERNAL_H */

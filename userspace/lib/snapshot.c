@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * libblksnap: creating, describing and removing snapshots, and their store.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops.h"
+
+/*---- Store parts ----*/
+
+struct bs_devno {
+	uint32_t major, minor;
+};
+
+/* Devices that a store must stay off: the snapshotted origins and their real devices. */
+struct store_forbid {
+	size_t n;
+	struct bs_devno dev[64];
+};
+
+static void forbid_add(struct store_forbid *f, uint32_t major, uint32_t minor)
+{
+	if (f->n < sizeof(f->dev) / sizeof(f->dev[0]))
+		f->dev[f->n++] = (struct bs_devno){ major, minor };
+}
+
+static bool forbid_hit(const struct store_forbid *f, uint32_t major, uint32_t minor)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (bs_sysfs_depends_on(major, minor, f->dev[i].major, f->dev[i].minor))
+			return true;
+	return false;
+}
+
+/*
+ * One store part from what the user gave: a block device (all of it) or a
+ * directory (a new file of @dir_bytes behind a loop device, *@fd open).
+ */
+static int store_part(struct blksnap_ctx *ctx, const struct bs_system *sys,
+		      const char *arg, uint64_t dir_bytes, const char *snap,
+		      const struct store_forbid *forbid, struct bs_segment *seg,
+		      int *fd)
+{
+	struct bs_blockdev dev;
+	const struct bs_sysdev *d;
+	struct stat st;
+	char label[80];
+	int r;
+
+	*fd = -1;
+	if (stat(arg, &st))
+		return bs_err(ctx, errno, "store %s: %s", arg, strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		if (forbid_hit(forbid, major(st.st_dev), minor(st.st_dev)))
+			return bs_err(ctx, EINVAL, "store directory %s is on a device being snapshotted: its writes would fill the store; use a directory on another device",
+				      arg);
+		if (!dir_bytes)
+			return bs_err(ctx, EINVAL, "store %s is a directory: give the size of its store file (--store-size or --size)",
+				      arg);
+		if (dir_bytes % BLKSNAP_SECTOR_SIZE)
+			return bs_err(ctx, EINVAL, "store size must be a multiple of 512 bytes");
+		snprintf(label, sizeof(label), "blksnap:%s", snap);
+		r = bs_loop_store(ctx, arg, dir_bytes, label, fd, &seg->major, &seg->minor);
+		seg->sectors = dir_bytes / BLKSNAP_SECTOR_SIZE;
+		return r;
+	}
+	if (!S_ISBLK(st.st_mode))
+		return bs_err(ctx, EINVAL, "store %s is neither a block device nor a directory", arg);
+	r = bs_resolve_blockdev(ctx, arg, &dev);
+	if (r)
+		return r;
+	seg->major = dev.major;
+	seg->minor = dev.minor;
+	seg->sectors = dev.sectors;
+	d = bs_system_by_devno(sys, dev.major, dev.minor);
+	if (forbid_hit(forbid, dev.major, dev.minor))
+		r = bs_err(ctx, EINVAL, "store %s is, or is stacked on, a device being snapshotted", arg);
+	else if (d && bs_prefix(d->dm.uuid, "BLKSNAP-"))
+		r = bs_err(ctx, EINVAL, "store %s is a blksnap device (%s)", arg, d->dm.uuid);
+	else if (seg->sectors < BS_CHUNK_MIN)
+		r = bs_err(ctx, EINVAL, "store %s is too small", arg);
+	else
+		r = bs_check_not_in_use(ctx, dev.path);
+	bs_blockdev_clear(&dev);
+	return r;
+}
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*---- Create ----*/
+
+struct create_member {
+	const struct bs_sysdev *origin;
+	struct bs_origin_table table;
+	char *image;
+	char *uuid;
+	bool created;
+	bool suspended;
+};
+
+static const int create_held_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+/*
+ * The point in time: suspend every origin with lockfs (freezing mounted
+ * filesystems), resume every image, resume every origin. Every origin that
+ * was suspended is resumed whatever fails, with the signals that would end
+ * the program held until then. udev is waited for only afterwards: its
+ * rules could otherwise touch a suspended origin and wait with us.
+ */
+static int create_point_in_time(struct blksnap_ctx *ctx, struct create_member *m,
+				size_t n)
+{
+	sigset_t held, old;
+	uint32_t cookie = 0;
+	int r = 0;
+
+	sigemptyset(&held);
+	for (size_t i = 0; i < sizeof(create_held_signals) / sizeof(int); i++)
+		sigaddset(&held, create_held_signals[i]);
+	sigprocmask(SIG_BLOCK, &held, &old);
+
+	for (size_t i = 0; i < n && !r; i++) {
+		r = bs_dm_suspend(ctx, m[i].origin->dm.name, BS_DM_LOCKFS);
+		m[i].suspended = !r;
+	}
+	for (size_t i = 0; i < n && !r; i++)
+		r = bs_dm_resume(ctx, m[i].image, &cookie);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = m[i].origin->dm.name;
+		int r2;
+
+		if (!m[i].suspended)
+			continue;
+		r2 = bs_dm_resume(r ? NULL : ctx, name, &cookie);
+		if (r2)	/* once more: an origin must not stay suspended */
+			r2 = bs_dm_resume(r ? NULL : ctx, name, &cookie);
+		if (!r2) {
+			m[i].suspended = false;
+			continue;
+		}
+		if (!r)
+			r = r2;
+		bs_err_prefix(ctx, r, "origin %s is left suspended, run 'dmsetup resume %s'",
+			      name, name);
+	}
+	bs_dm_udev_wait(NULL, cookie);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+static void create_rollback(struct blksnap_ctx *ctx, struct create_member *m,
+			    size_t n, const char *store, bool store_created)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].created && bs_dm_remove(NULL, m[i].image, NULL))
+			bs_log(ctx, BLKSNAP_LOG_WARN, "cannot remove %s: remove it with 'dmsetup remove %s'",
+			       m[i].image, m[i].image);
+	if (store_created && bs_dm_remove(NULL, store, NULL))
+		bs_log(ctx, BLKSNAP_LOG_WARN, "cannot remove %s: remove it with 'dmsetup remove %s'",
+		       store, store);
+}
+
+/* Check the devices and fill the members. */
+static int create_members(struct blksnap_ctx *ctx, const struct bs_system *sys,
+			  const struct blksnap_create_params *p, const char *name,
+			  struct create_member *m, struct store_forbid *forbid)
+{
+	for (size_t i = 0; i < p->n_devices; i++) {
+		struct blksnap_origin_status st;
+		const struct bs_sysdev *o;
+		int r;
+
+		r = bs_find_origin(ctx, sys, p->devices[i], &o);
+		if (r)
+			return r;
+		for (size_t j = 0; j < i; j++)
+			if (m[j].origin == o)
+				return bs_err(ctx, EINVAL, "%s is given twice (as %s and %s)",
+					      o->dm.name, p->devices[j], p->devices[i]);
+		m[i].origin = o;
+		r = bs_parse_origin_params(ctx, o->dm.targets[0].params, &m[i].table);
+		if (r)
+			return r;
+		if (!o->status)
+			return bs_err(ctx, EIO, "cannot read the status of %s", o->dm.name);
+		r = blksnap_parse_origin_status(ctx, o->status, &st);
+		if (r)
+			return r;
+		if (st.state != BLKSNAP_ORIGIN_IDLE)
+			return bs_err(ctx, EBUSY, "%s already has a snapshot image (state %s): destroy that snapshot first",
+				      p->devices[i], blksnap_origin_state_name(st.state));
+		if (o->dm.suspended)
+			return bs_err(ctx, EBUSY, "%s is suspended", o->dm.name);
+		r = bs_image_names(ctx, o->dm.name, name, &m[i].image, &m[i].uuid);
+		if (r)
+			return r;
+		if (bs_system_by_name(sys, m[i].image))
+			return bs_err(ctx, EEXIST, "a device named %s already exists", m[i].image);
+		forbid_add(forbid, o->dm.major, o->dm.minor);
+		forbid_add(forbid, m[i].table.major, m[i].table.minor);
+	}
+	return 0;
+}
+
+int blksnap_create(struct blksnap_ctx *ctx,
+		   const struct blksnap_create_params *p,
+		   struct blksnap_snapshot **out)
+{
+	struct store_forbid forbid = { 0 };
+	struct create_member *m = NULL;
+	struct bs_segment *segs = NULL;
+	struct bs_target *st = NULL;
+	struct bs_system sys = { 0 };
+	char defname[32], *store = NULL, *store_uuid = NULL, devno[24];
+	const char *name = p->name;
+	bool store_created = false;
+	uint64_t chunk = BS_CHUNK_DEFAULT;
+	size_t nst = 0, nfds = 0;
+	int *fds = NULL, r;
+
+	if (out)
+		*out = NULL;
+	if (!p->n_devices)
+		return bs_err(ctx, EINVAL, "no device to snapshot");
+	if (!p->n_stores)
+		return bs_err(ctx, EINVAL, "no store given: a snapshot needs a device or directory for the copied data");
+	if (p->chunk_size) {
+		if (p->chunk_size % BLKSNAP_SECTOR_SIZE)
+			return bs_err(ctx, EINVAL, "chunk size must be a multiple of 512 bytes");
+		chunk = p->chunk_size / BLKSNAP_SECTOR_SIZE;
+	}
+	r = bs_check_chunk(ctx, chunk);
+	if (r)
+		return r;
+	if (!name) {
+		if (bs_default_snapshot_name(time(NULL), defname, sizeof(defname)))
+			return bs_err(ctx, EINVAL, "cannot make a snapshot name from the time");
+		name = defname;
+	}
+	r = bs_check_snapshot_name(ctx, name);
+	if (r)
+		return r;
+	store = bs_strdupf("%s-store", name);
+	store_uuid = bs_strdupf(BS_UUID_STORE "%s", name);
+	m = calloc(p->n_devices, sizeof(*m));
+	segs = calloc(p->n_stores, sizeof(*segs));
+	fds = calloc(p->n_stores, sizeof(*fds));
+	if (!store || !store_uuid || !m || !segs || !fds) {
+		r = bs_err(ctx, ENOMEM, "out of memory");
+		goto out;
+	}
+	r = bs_system_scan(ctx, &sys);
+	if (r)
+		goto out;
+	for (size_t i = 0; i < sys.n; i++) {
+		if (!strcmp(sys.devs[i].dm.uuid, store_uuid) || !strcmp(sys.devs[i].dm.name, store)) {
+			r = bs_err(ctx, EEXIST, "snapshot %s already exists: choose another --name", name);
+			goto out;
+		}
+	}
+	r = create_members(ctx, &sys, p, name, m, &forbid);
+	if (r)
+		goto out;
+
+	/* The store: its parts joined by one dm-linear device. */
+	for (size_t i = 0; i < p->n_stores; i++) {
+		r = store_part(ctx, &sys, p->stores[i], p->store_size, name, &forbid,
+			       &segs[i], &fds[nfds]);
+		if (fds[nfds] >= 0)
+			nfds++;
+		if (r)
+			goto fail;
+	}
+	r = bs_linear_append(ctx, &st, &nst, segs, p->n_stores);
+	if (r)
+		goto fail;
+	r = bs_dm_create(ctx, store, store_uuid, st, nst, false, NULL);
+	if (r)
+		goto fail;
+	store_created = true;
+	/* The store device holds the loop devices now. */
+	close_fds(fds, nfds);
+	nfds = 0;
+
+	{
+		struct bs_dmdev info;
+
+		r = bs_dm_query(ctx, store, 0, 0, BS_DM_INFO, &info);
+		if (!r && !info.exists)
+			r = bs_err(ctx, ENODEV, "%s vanished after its creation", store);
+		snprintf(devno, sizeof(devno), "%u:%u", info.major, info.minor);
+		bs_dmdev_clear(&info);
+		if (r)
+			goto fail;
+	}
+	for (size_t i = 0; i < p->n_devices; i++) {
+		struct bs_target t = { 0 };
+		char real[24];
+
+		snprintf(real, sizeof(real), "%u:%u", m[i].table.major, m[i].table.minor);
+		r = bs_image_params(ctx, real, devno, chunk, 0, &t.params);
+		if (r)
+			goto fail;
+		t.len = bs_sysdev_sectors(m[i].origin);
+		t.type = (char *)BS_TARGET_IMAGE;
+		r = bs_dm_create(ctx, m[i].image, m[i].uuid, &t, 1, true, NULL);
+		free(t.params);
+		if (r)
+			goto fail;
+		m[i].created = true;
+	}
+
+	r = create_point_in_time(ctx, m, p->n_devices);
+	if (r)
+		goto fail;
+	if (out) {
+		r = blksnap_snapshot_get(ctx, name, out);
+		/* Images in the order of the devices given. */
+		for (size_t i = 0; !r && i < p->n_devices && i < (*out)->n_images; i++)
+			for (size_t j = i; j < (*out)->n_images; j++)
+				if (!strcmp((*out)->images[j].name, m[i].image)) {
+					struct blksnap_image tmp = (*out)->images[i];
+
+					(*out)->images[i] = (*out)->images[j];
+					(*out)->images[j] = tmp;
+					break;
+				}
+	}
+	goto out;
+fail:
+	create_rollback(ctx, m, p->n_devices, store, store_created);
+out:
+	close_fds(fds, nfds);
+	if (m)
+		for (size_t i = 0; i < p->n_devices; i++) {
+			free(m[i].image);
+			free(m[i].uuid);
+		}
+	bs_targets_free(st, nst);
+	bs_system_clear(&sys);
+	free(m);
+	free(segs);
+	free(fds);
+	free(store);
+	free(store_uuid);
+	return r;
+}
+
+/*---- Describe, list, destroy ----*/
+
+static int snapshot_find(struct blksnap_ctx *ctx, struct blksnap_list *l,
+			 const char *name, struct blksnap_snapshot **s)
+{
+	*s = bs_list_snapshot(l, name);
+	if (!*s)
+		return bs_err(ctx, ENOENT, "no snapshot named %s (see 'blksnapctl list')", name);
+	return 0;
+}
+
+int blksnap_snapshot_get(struct blksnap_ctx *ctx, const char *name,
+			 struct blksnap_snapshot **out)
+{
+	struct blksnap_snapshot *s;
+	struct blksnap_list *l;
+	int r;
+
+	*out = NULL;
+	r = bs_scan_model(ctx, NULL, &l);
+	if (r)
+		return r;
+	r = snapshot_find(ctx, l, name, &s);
+	if (!r) {
+		*out = malloc(sizeof(**out));
+		if (*out) {
+			**out = *s;
+			/* Move the last one into the hole so that the list frees the rest. */
+			*s = l->snapshots[--l->n_snapshots];
+		} else {
+			r = bs_err(ctx, ENOMEM, "out of memory");
+		}
+	}
+	blksnap_list_free(l);
+	return r;
+}
+
+void blksnap_snapshot_free(struct blksnap_snapshot *snap)
+{
+	if (!snap)
+		return;
+	bs_snapshot_clear(snap);
+	free(snap);
+}
+
+int blksnap_list(struct blksnap_ctx *ctx, struct blksnap_list **out)
+{
+	int r = bs_scan_model(ctx, NULL, out);
+
+	if (r)
+		return r;
+	for (size_t i = 0; i < (*out)->n_origins; i++)
+		bs_origin_probe_fs(&(*out)->origins[i]);
+	return 0;
+}
+
+int blksnap_destroy(struct blksnap_ctx *ctx, const char *name)
+{
+	struct blksnap_snapshot *s;
+	struct blksnap_list *l;
+	struct bs_system sys;
+	int r;
+
+	r = bs_scan_model(ctx, &sys, &l);
+	if (r)
+		return r;
+	r = snapshot_find(ctx, l, name, &s);
+	if (r)
+		goto out;
+	/* Check every image before removing any. */
+	for (size_t i = 0; i < s->n_images; i++) {
+		const struct bs_sysdev *d = bs_system_by_name(&sys, s->images[i].name);
+
+		if (d && d->dm.open_count > 0) {
+			r = bs_err(ctx, EBUSY, "image %s is in use (open count %d): unmount it first",
+				   d->dm.name, d->dm.open_count);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < s->n_images && !r; i++)
+		r = bs_dm_remove(ctx, s->images[i].name, NULL);
+	if (!r && s->store_name)
+		r = bs_dm_remove(ctx, s->store_name, NULL);
+out:
+	blksnap_list_free(l);
+	bs_system_clear(&sys);
+	return r;
+}
+
+int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait)
+{
+	(void)wait;
+	return bs_err(ctx, EOPNOTSUPP, "merge is not yet supported (snapshot %s is left as it is)", name);
+}
+
+/*---- Growing the store ----*/
+
+int blksnap_store_add(struct blksnap_ctx *ctx, const char *name,
+		      const char *store, uint64_t size)
+{
+	struct store_forbid forbid = { 0 };
+	const struct bs_sysdev *sd;
+	struct blksnap_snapshot *s;
+	struct blksnap_list *l;
+	struct bs_target *t = NULL;
+	struct bs_segment seg;
+	struct bs_system sys;
+	size_t nt = 0;
+	int fd = -1, r;
+
+	r = bs_scan_model(ctx, &sys, &l);
+	if (r)
+		return r;
+	r = snapshot_find(ctx, l, name, &s);
+	if (r)
+		goto out;
+	sd = s->store_name ? bs_system_by_name(&sys, s->store_name) : NULL;
+	if (!sd) {
+		r = bs_err(ctx, ENODEV, "snapshot %s has no store device", name);
+		goto out;
+	}
+	for (size_t i = 0; i < s->n_images; i++) {
+		struct blksnap_origin *o = s->images[i].origin ?
+			bs_list_origin(l, s->images[i].origin) : NULL;
+		const struct bs_sysdev *od = o ? bs_system_by_name(&sys, o->name) : NULL;
+
+		if (o)
+			forbid_add(&forbid, o->real_major, o->real_minor);
+		if (od)
+			forbid_add(&forbid, od->dm.major, od->dm.minor);
+	}
+	r = store_part(ctx, &sys, store, size, name, &forbid, &seg, &fd);
+	if (r)
+		goto out;
+	t = calloc(sd->dm.n_targets, sizeof(*t));
+	if (!t) {
+		r = bs_err(ctx, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (; nt < sd->dm.n_targets; nt++) {
+		t[nt].start = sd->dm.targets[nt].start;
+		t[nt].len = sd->dm.targets[nt].len;
+		t[nt].type = strdup(sd->dm.targets[nt].type);
+		t[nt].params = strdup(sd->dm.targets[nt].params);
+		if (!t[nt].type || !t[nt].params) {
+			nt++;
+			r = bs_err(ctx, ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	r = bs_linear_append(ctx, &t, &nt, &seg, 1);
+	if (r)
+		goto out;
+	r = bs_dm_load(ctx, sd->dm.name, t, nt);
+	if (r)
+		goto out;
+	r = bs_dm_suspend(ctx, sd->dm.name, 0);
+	if (r) {
+		bs_dm_clear(NULL, sd->dm.name);
+		goto out;
+	}
+	r = bs_dm_resume(ctx, sd->dm.name, NULL);
+	if (r && bs_dm_resume(NULL, sd->dm.name, NULL))
+		bs_err_prefix(ctx, r, "store %s is left suspended, run 'dmsetup resume %s'",
+			      sd->dm.name, sd->dm.name);
+out:
+	if (fd >= 0)
+		close(fd);
+	bs_targets_free(t, nt);
+	blksnap_list_free(l);
+	bs_system_clear(&sys);
+	return r;
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libblksnap: block devices seen from userspace: resolving what the user
+ * typed (probe.c, libblkid and sysfs) and file-backed stores (loop.c).
+ */
+#ifndef BLKSNAP_SYS_H
+#define BLKSNAP_SYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+struct bs_blockdev {
+	char *path;		/* what was resolved, e.g. /dev/vdb */
+	uint32_t major, minor;
+	char kname[64];		/* kernel name, e.g. vdb, dm-3 */
+	uint64_t sectors;
+};
+
+/*
+ * Resolve a path, UUID=..., LABEL=... (any blkid tag) or a bare dm name
+ * to a block device.
+ */
+int bs_resolve_blockdev(struct blksnap_ctx *ctx, const char *arg,
+			struct bs_blockdev *dev);
+void bs_blockdev_clear(struct bs_blockdev *dev);
+
+/* The kernel name and size of a device number, from sysfs. */
+int bs_sysfs_kname(uint32_t major, uint32_t minor, char *buf, size_t len);
+int bs_sysfs_sectors(uint32_t major, uint32_t minor, uint64_t *sectors);
+/* The backing file of a loop device, NULL (and 0) if it is not one. */
+int bs_sysfs_loop_backing(uint32_t major, uint32_t minor, char **file);
+/* The directory of a loop backing file ("/d/#123 (deleted)" -> "/d"). */
+char *bs_backing_dir(const char *file);
+
+/*
+ * Whether the device @major:@minor is @tmajor:@tminor or is stacked on it
+ * (through the holders' "slaves" links in sysfs, any depth).
+ */
+bool bs_sysfs_depends_on(uint32_t major, uint32_t minor, uint32_t tmajor,
+			 uint32_t tminor);
+
+/* Filesystem type and UUID on @path; both NULL if none was found. */
+int bs_probe_fs(const char *path, char **type, char **uuid);
+
+/* -EBUSY if a filesystem or another exclusive user holds @path. */
+int bs_check_not_in_use(struct blksnap_ctx *ctx, const char *path);
+
+/*
+ * A store part in @dir: an unlinked file of @bytes behind a new direct-I/O,
+ * autoclear loop device. The loop device stays open through *@loop_fd until
+ * the caller has put a dm device over it (or closes it to drop the part).
+ */
+int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
+		  const char *label, int *loop_fd, uint32_t *major,
+		  uint32_t *minor);
+
+#pragma GCC visibility pop
+
+#endif /* BLKSNAP_SYS_H */
