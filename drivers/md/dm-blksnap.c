@@ -2,24 +2,932 @@
 /*
  * dm-blksnap: block device snapshots with change-block tracking.
  *
- * This first version maps blksnap-origin straight through to its device.
+ * blksnap-origin is stacked over a real device for good. Every write that
+ * passes through it marks the change tracker (dm-blksnap-cbt.c) and, while a
+ * snapshot image exists, waits until the old content of each chunk it
+ * touches is safe in the store.
+ *
+ * blksnap-image shows the real device as it was at the image's first resume.
+ * A chunk's old content lives in the store once copied (an "exception", as
+ * in dm-snapshot); until then the image reads the chunk from the real device.
+ *
+ * Ordering rules (Documentation/dm-blksnap.rst has the long version):
+ *  - An origin write to a chunk that is not copied waits on the chunk's
+ *    pending copy. Origin writes to copied chunks pass without a lock: the
+ *    copied bitmap is the fast path.
+ *  - A chunk's copied bit is set only when its copy is in the store AND no
+ *    image read of that chunk is still in flight to the real device; until
+ *    then origin writes keep waiting, so an image read can never see data
+ *    written after the point in time.
+ *  - Image I/O goes to the store as soon as the chunk's exception exists.
+ *  - Snapshot attach and detach happen with the tracker's write gate closed,
+ *    so an origin write sees one snapshot pointer from map() to end_io.
+ *
+ * See Documentation/dm-blksnap.rst for the tables, status lines and messages.
  */
 #include <linux/module.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/hash.h>
+#include <linux/log2.h>
+#include <linux/mempool.h>
+#include <linux/rhashtable.h>
+#include <linux/sort.h>
+#include <linux/vmalloc.h>
 
 #include "dm-blksnap.h"
 
-struct origin_c {
-	struct dm_dev *dev;
+#define BLKSNAP_MIN_CHUNK	8U
+#define BLKSNAP_MAX_CHUNK	131072U
+#define PENDING_HASH_BITS	8
+#define PENDING_POOL_MIN	64
+/* Copies started for one origin bio before it waits for the first. */
+#define COW_BATCH		16
+/* The copied bitmap is limited like the CBT map: 2^31 chunks. */
+#define BLKSNAP_MAX_CHUNKS	(1UL << 31)
+
+static struct kmem_cache *exception_cache;
+static struct kmem_cache *pending_cache;
+static struct workqueue_struct *blksnap_wq;
+
+/*---- Store pool ----*/
+
+/*
+ * One pool per store device, shared by every image that names it. Space is
+ * handed out from the high-water mark upwards, or from extents that removed
+ * images gave back; the device's size at the time of each allocation is the
+ * limit, so a store that grows is used at once.
+ */
+struct blksnap_store {
+	struct list_head list;		/* store_list */
+	struct kref kref;
+	dev_t dev;
+	spinlock_t lock;
+	sector_t hwm;			/* never handed out at or above */
+	sector_t used;			/* sectors in use */
+	struct list_head free;		/* struct store_extent, sorted */
 };
 
-static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+struct store_extent {
+	struct list_head list;
+	sector_t start;
+	sector_t len;
+};
+
+static LIST_HEAD(store_list);
+static DEFINE_MUTEX(store_mutex);
+
+static struct blksnap_store *store_get(dev_t dev)
 {
-	struct origin_c *oc;
+	struct blksnap_store *st;
+
+	mutex_lock(&store_mutex);
+	list_for_each_entry(st, &store_list, list) {
+		if (st->dev == dev) {
+			kref_get(&st->kref);
+			goto out;
+		}
+	}
+	st = kzalloc(sizeof(*st), GFP_KERNEL);
+	if (st) {
+		kref_init(&st->kref);
+		st->dev = dev;
+		spin_lock_init(&st->lock);
+		INIT_LIST_HEAD(&st->free);
+		list_add(&st->list, &store_list);
+	}
+out:
+	mutex_unlock(&store_mutex);
+	return st;
+}
+
+static void store_release(struct kref *kref)
+{
+	struct blksnap_store *st = container_of(kref, struct blksnap_store, kref);
+	struct store_extent *e, *n;
+
+	list_del(&st->list);
+	list_for_each_entry_safe(e, n, &st->free, list)
+		kfree(e);
+	kfree(st);
+}
+
+static void store_put(struct blksnap_store *st)
+{
+	mutex_lock(&store_mutex);
+	kref_put(&st->kref, store_release);
+	mutex_unlock(&store_mutex);
+}
+
+/* Allocate @len sectors below @limit. Returns 0 and *@start, or -ENOSPC. */
+static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
+		       sector_t *start)
+{
+	struct store_extent *e;
+	int r = -ENOSPC;
+
+	spin_lock(&st->lock);
+	list_for_each_entry(e, &st->free, list) {
+		if (e->len >= len && e->start + len <= limit) {
+			*start = e->start;
+			e->start += len;
+			e->len -= len;
+			if (!e->len) {
+				list_del(&e->list);
+				kfree(e);
+			}
+			r = 0;
+			goto out;
+		}
+	}
+	if (st->hwm + len <= limit) {
+		*start = st->hwm;
+		st->hwm += len;
+		r = 0;
+	}
+out:
+	if (!r)
+		st->used += len;
+	spin_unlock(&st->lock);
+	return r;
+}
+
+/*
+ * Give back [@start, @start + @len). @spare is a preallocated extent the
+ * function may consume; it returns it when it did not.
+ */
+static struct store_extent *store_free(struct blksnap_store *st, sector_t start,
+				       sector_t len, struct store_extent *spare)
+{
+	struct store_extent *e, *prev = NULL;
+
+	spin_lock(&st->lock);
+	st->used -= len;
+	list_for_each_entry(e, &st->free, list) {
+		if (e->start > start)
+			break;
+		prev = e;
+	}
+	if (prev && prev->start + prev->len == start) {
+		prev->len += len;
+	} else {
+		spare->start = start;
+		spare->len = len;
+		if (prev)
+			list_add(&spare->list, &prev->list);
+		else
+			list_add(&spare->list, &st->free);
+		prev = spare;
+		spare = NULL;
+	}
+	/* Merge with the next extent, then with the never-used tail. */
+	if (!list_is_last(&prev->list, &st->free)) {
+		e = list_next_entry(prev, list);
+		if (prev->start + prev->len == e->start) {
+			prev->len += e->len;
+			list_del(&e->list);
+			kfree(e);
+		}
+	}
+	if (prev->start + prev->len == st->hwm) {
+		st->hwm = prev->start;
+		list_del(&prev->list);
+		kfree(prev);
+	}
+	spin_unlock(&st->lock);
+	return spare;
+}
+
+/*---- Snapshot: copy-on-write state ----*/
+
+enum snap_state { SNAP_VALID, SNAP_OVERFLOW, SNAP_FAILED };
+static const char * const snap_state_names[] = { "valid", "overflow", "failed" };
+
+struct blksnap_exception {
+	struct rhash_head node;
+	u64 chunk;
+	u64 store_sector;
+};
+
+static const struct rhashtable_params exception_params = {
+	.key_len = sizeof(u64),
+	.key_offset = offsetof(struct blksnap_exception, chunk),
+	.head_offset = offsetof(struct blksnap_exception, node),
+	.automatic_shrinking = false,
+};
+
+struct blksnap_snap {
+	struct blksnap_tracker *t;
+	struct blksnap_store *store;
+	struct block_device *real_bdev;
+	struct block_device *store_bdev;
+	struct dm_target *ti;		/* the image, for events */
+
+	unsigned int chunk_shift;
+	sector_t chunk_sectors;
+	sector_t dev_sectors;
+	unsigned long nr_chunks;
+	unsigned long *copied;		/* origin writes to these pass */
+	struct rhashtable exceptions;	/* chunk -> store sector */
+
+	spinlock_t lock;
+	struct hlist_head pending[1 << PENDING_HASH_BITS];
+	struct list_head reads;		/* image reads in flight to real_bdev */
+	unsigned int draining;		/* copied pendings waiting for reads */
+	enum snap_state state;
+	unsigned long copied_chunks;
+	sector_t low_water;
+	bool low_armed;
+	struct bio_list retry_origin;	/* released by copies: map again */
+	struct bio_list retry_image;
+
+	mempool_t pending_pool;
+	struct dm_kcopyd_client *kc;
+	atomic_t inflight;		/* pendings alive */
+	struct work_struct retry_work;
+	struct work_struct event_work;
+};
+
+struct blksnap_pending {
+	struct hlist_node node;
+	struct blksnap_snap *s;
+	unsigned long chunk;
+	sector_t store_sector;
+	bool copied;			/* exception in place, draining reads */
+	struct bio_list origin_waiters;
+	struct bio_list image_waiters;
+};
+
+/* Per-bio data of the image. */
+struct image_io {
+	struct list_head node;		/* snap->reads while tracked */
+	unsigned long first, last;	/* chunks read from the real device */
+	bool tracked;
+};
+
+static struct blksnap_pending *__pending_find(struct blksnap_snap *s,
+					      unsigned long chunk)
+{
+	struct blksnap_pending *p;
+
+	hlist_for_each_entry(p, &s->pending[hash_long(chunk, PENDING_HASH_BITS)], node)
+		if (p->chunk == chunk)
+			return p;
+	return NULL;
+}
+
+static struct blksnap_exception *exception_find(struct blksnap_snap *s,
+						unsigned long chunk)
+{
+	u64 key = chunk;
+
+	return rhashtable_lookup_fast(&s->exceptions, &key, exception_params);
+}
+
+/* Must be called with s->lock held. */
+static bool __reads_overlap(struct blksnap_snap *s, unsigned long chunk)
+{
+	struct image_io *io;
+
+	list_for_each_entry(io, &s->reads, node)
+		if (io->first <= chunk && chunk <= io->last)
+			return true;
+	return false;
+}
+
+static void snap_event(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap, event_work);
+
+	dm_table_event(s->ti->table);
+}
+
+/* Must be called with s->lock held. */
+static void __snap_invalidate(struct blksnap_snap *s, enum snap_state state,
+			      const char *why)
+{
+	if (s->state != SNAP_VALID)
+		return;
+	s->state = state;
+	DMERR("%s: snapshot image %s: %s",
+	      dm_device_name(dm_table_get_md(s->ti->table)),
+	      snap_state_names[state], why);
+	queue_work(blksnap_wq, &s->event_work);
+}
+
+static void snap_invalidate(struct blksnap_snap *s, enum snap_state state,
+			    const char *why)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&s->lock, flags);
+	__snap_invalidate(s, state, why);
+	spin_unlock_irqrestore(&s->lock, flags);
+}
+
+/*
+ * The copy of @p's chunk is settled (done or abandoned): let the waiting
+ * bios map again. Must be called with s->lock held; the caller frees @p.
+ */
+static void __pending_release(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	if (p->copied)
+		set_bit(p->chunk, s->copied);
+	hlist_del(&p->node);
+	bio_list_merge(&s->retry_origin, &p->origin_waiters);
+	bio_list_merge(&s->retry_image, &p->image_waiters);
+}
+
+static void pending_free(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	mempool_free(p, &s->pending_pool);
+	/* The last access to @s: teardown waits on this counter. */
+	if (atomic_dec_and_test(&s->inflight))
+		wake_up_var(&s->inflight);
+}
+
+static void check_low_water(struct blksnap_snap *s)
+{
+	sector_t size = bdev_nr_sectors(s->store_bdev);
+	sector_t used = READ_ONCE(s->store->used);
+	sector_t free = size > used ? size - used : 0;
+
+	if (free < s->low_water && s->low_armed) {
+		s->low_armed = false;
+		queue_work(blksnap_wq, &s->event_work);
+	} else if (free >= s->low_water && !s->low_armed) {
+		s->low_armed = true;
+	}
+}
+
+static void copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct blksnap_pending *p = context;
+	struct blksnap_snap *s = p->s;
+	struct blksnap_exception *e = NULL;
+	unsigned long flags;
+	const char *why = NULL;
+
+	if (read_err || write_err) {
+		why = read_err ? "cannot read the real device" : "cannot write the store";
+	} else {
+		e = kmem_cache_alloc(exception_cache, GFP_NOIO);
+		if (e) {
+			e->chunk = p->chunk;
+			e->store_sector = p->store_sector;
+			if (rhashtable_insert_fast(&s->exceptions, &e->node,
+						   exception_params)) {
+				kmem_cache_free(exception_cache, e);
+				e = NULL;
+			}
+		}
+		if (!e)
+			why = "out of memory for the exception table";
+	}
+
+	spin_lock_irqsave(&s->lock, flags);
+	if (why) {
+		__snap_invalidate(s, SNAP_FAILED, why);
+	} else {
+		p->copied = true;
+		s->copied_chunks++;
+		if (__reads_overlap(s, p->chunk)) {
+			/* The last tracked read of the chunk releases it. */
+			s->draining++;
+			spin_unlock_irqrestore(&s->lock, flags);
+			return;
+		}
+	}
+	__pending_release(s, p);
+	spin_unlock_irqrestore(&s->lock, flags);
+	queue_work(blksnap_wq, &s->retry_work);
+	pending_free(s, p);
+}
+
+/* Allocate store space for @p and start copying its chunk there. */
+static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	struct dm_io_region from, to;
+	sector_t start = (sector_t)p->chunk << s->chunk_shift;
+	sector_t count = min(s->chunk_sectors, s->dev_sectors - start);
+
+	if (store_alloc(s->store, s->chunk_sectors,
+			bdev_nr_sectors(s->store_bdev), &p->store_sector)) {
+		spin_lock_irq(&s->lock);
+		__snap_invalidate(s, SNAP_OVERFLOW, "the store is full");
+		__pending_release(s, p);
+		spin_unlock_irq(&s->lock);
+		queue_work(blksnap_wq, &s->retry_work);
+		pending_free(s, p);
+		return;
+	}
+	check_low_water(s);
+
+	from.bdev = s->real_bdev;
+	from.sector = start;
+	from.count = count;
+	to.bdev = s->store_bdev;
+	to.sector = p->store_sector;
+	to.count = count;
+	dm_kcopyd_copy(s->kc, &from, 1, &to, 0, copy_done, p);
+}
+
+/*
+ * Find or start the copies for the chunks [@first, @last] that are not
+ * copied yet and queue @bio behind the first one. Returns false when every
+ * chunk is copied (or the snapshot is no longer valid): the bio may go on.
+ */
+static bool cow_wait(struct blksnap_snap *s, struct bio *bio, bool image,
+		     unsigned long first, unsigned long last)
+{
+	struct blksnap_pending *started[COW_BATCH];
+	struct blksnap_pending *spare = NULL, *p, *wait;
+	unsigned int nr_started = 0, i;
+	bool queued = false;
+	unsigned long c;
+
+again:
+	wait = NULL;
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID)
+		goto unlock;
+	for (c = first; c <= last && nr_started < COW_BATCH; c++) {
+		if (test_bit(c, s->copied))
+			continue;
+		p = __pending_find(s, c);
+		if (!p) {
+			if (!spare) {
+				spin_unlock_irq(&s->lock);
+				spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
+				goto again;
+			}
+			p = spare;
+			spare = NULL;
+			p->s = s;
+			p->chunk = c;
+			p->copied = false;
+			bio_list_init(&p->origin_waiters);
+			bio_list_init(&p->image_waiters);
+			hlist_add_head(&p->node,
+				       &s->pending[hash_long(c, PENDING_HASH_BITS)]);
+			atomic_inc(&s->inflight);
+			started[nr_started++] = p;
+		}
+		if (!wait)
+			wait = p;
+	}
+	if (wait) {
+		bio_list_add(image ? &wait->image_waiters : &wait->origin_waiters, bio);
+		queued = true;
+	}
+unlock:
+	spin_unlock_irq(&s->lock);
+	if (spare)
+		mempool_free(spare, &s->pending_pool);
+	/* Started even if the snapshot failed meanwhile: they hold waiters. */
+	for (i = 0; i < nr_started; i++)
+		pending_start(s, started[i]);
+	return queued;
+}
+
+/*
+ * An origin write while a snapshot exists. Returns DM_MAPIO_REMAPPED when the
+ * bio may go to the real device now, DM_MAPIO_SUBMITTED when it waits.
+ */
+static int snap_origin_write(struct blksnap_snap *s, struct bio *bio)
+{
+	sector_t sector = bio->bi_iter.bi_sector;
+	unsigned long first, last;
+
+	if (READ_ONCE(s->state) != SNAP_VALID || sector >= s->dev_sectors)
+		return DM_MAPIO_REMAPPED;
+	first = sector >> s->chunk_shift;
+	last = min_t(sector_t, bio_end_sector(bio), s->dev_sectors) - 1;
+	last >>= s->chunk_shift;
+	if (find_next_zero_bit(s->copied, last + 1, first) > last)
+		return DM_MAPIO_REMAPPED;
+	return cow_wait(s, bio, false, first, last) ?
+		DM_MAPIO_SUBMITTED : DM_MAPIO_REMAPPED;
+}
+
+/*
+ * Map an image bio. Called from map() and again for bios that waited for a
+ * copy; only map() may split, and bios that wait were limited to one chunk.
+ */
+static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
+			  bool from_map)
+{
+	struct image_io *io = dm_per_bio_data(bio, sizeof(*io));
+	sector_t sector = bio->bi_iter.bi_sector;
+	unsigned long first = sector >> s->chunk_shift;
+	unsigned long last = (bio_end_sector(bio) - 1) >> s->chunk_shift;
+	struct blksnap_exception *e, *e2;
+	unsigned long c;
+	sector_t end;
+
+	io->tracked = false;
+	if (READ_ONCE(s->state) != SNAP_VALID)
+		return DM_MAPIO_KILL;
+	if (!bio_sectors(bio)) {
+		/* An empty flush: the image's data lives in the store. */
+		bio_set_dev(bio, s->store_bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID) {
+		spin_unlock_irq(&s->lock);
+		return DM_MAPIO_KILL;
+	}
+	e = exception_find(s, first);
+	if (e) {
+		/* Copied: as many chunks as lie contiguously in the store. */
+		for (c = first + 1; c <= last; c++) {
+			e2 = exception_find(s, c);
+			if (!e2 || e2->store_sector !=
+			    e->store_sector + ((c - first) << s->chunk_shift))
+				break;
+		}
+		spin_unlock_irq(&s->lock);
+		end = (sector_t)c << s->chunk_shift;
+		if (end < bio_end_sector(bio))
+			dm_accept_partial_bio(bio, end - sector);
+		if (bio_data_dir(bio) == WRITE)
+			blksnap_cbt_mark_snapshot(s->t, sector, bio_sectors(bio));
+		bio_set_dev(bio, s->store_bdev);
+		bio->bi_iter.bi_sector = e->store_sector +
+			(sector - ((sector_t)first << s->chunk_shift));
+		return DM_MAPIO_REMAPPED;
+	}
+
+	if (bio_data_dir(bio) == WRITE) {
+		/* Copy the chunk first, then write it in the store. */
+		spin_unlock_irq(&s->lock);
+		end = (sector_t)(first + 1) << s->chunk_shift;
+		if (end < bio_end_sector(bio)) {
+			if (WARN_ON_ONCE(!from_map))
+				return DM_MAPIO_KILL;
+			dm_accept_partial_bio(bio, end - sector);
+		}
+		if (cow_wait(s, bio, true, first, first))
+			return DM_MAPIO_SUBMITTED;
+		/* Copied meanwhile, or the snapshot failed: look again. */
+		return snap_image_map(s, bio, from_map);
+	}
+
+	/* Not copied: read the real device, tracked until the read ends. */
+	for (c = first + 1; c <= last; c++)
+		if (exception_find(s, c))
+			break;
+	io->first = first;
+	io->last = c - 1;
+	io->tracked = true;
+	list_add(&io->node, &s->reads);
+	spin_unlock_irq(&s->lock);
+	end = (sector_t)c << s->chunk_shift;
+	if (end < bio_end_sector(bio))
+		dm_accept_partial_bio(bio, end - sector);
+	bio_set_dev(bio, s->real_bdev);
+	return DM_MAPIO_REMAPPED;
+}
+
+/* An image read from the real device ended: release copies it held up. */
+static void snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
+{
+	struct blksnap_pending *p, *release[COW_BATCH];
+	unsigned int nr = 0, i;
+	unsigned long flags, c;
+
+	spin_lock_irqsave(&s->lock, flags);
+	list_del(&io->node);
+	for (c = io->first; s->draining && c <= io->last; c++) {
+		p = __pending_find(s, c);
+		if (!p || !p->copied || __reads_overlap(s, c))
+			continue;
+		s->draining--;
+		__pending_release(s, p);
+		release[nr++] = p;
+		if (nr == COW_BATCH) {
+			spin_unlock_irqrestore(&s->lock, flags);
+			for (i = 0; i < nr; i++)
+				pending_free(s, release[i]);
+			nr = 0;
+			spin_lock_irqsave(&s->lock, flags);
+		}
+	}
+	spin_unlock_irqrestore(&s->lock, flags);
+	if (nr)
+		queue_work(blksnap_wq, &s->retry_work);
+	for (i = 0; i < nr; i++)
+		pending_free(s, release[i]);
+}
+
+/* Bios whose copy settled: map them again and send them on. */
+static void snap_retry(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap, retry_work);
+	struct bio_list origin, image;
+	struct bio *bio;
+
+	spin_lock_irq(&s->lock);
+	origin = s->retry_origin;
+	image = s->retry_image;
+	bio_list_init(&s->retry_origin);
+	bio_list_init(&s->retry_image);
+	spin_unlock_irq(&s->lock);
+
+	while ((bio = bio_list_pop(&origin)))
+		if (snap_origin_write(s, bio) == DM_MAPIO_REMAPPED)
+			dm_submit_bio_remap(bio, NULL);
+	while ((bio = bio_list_pop(&image))) {
+		switch (snap_image_map(s, bio, false)) {
+		case DM_MAPIO_REMAPPED:
+			dm_submit_bio_remap(bio, NULL);
+			break;
+		case DM_MAPIO_KILL:
+			bio_io_error(bio);
+			break;
+		}
+	}
+}
+
+static void exception_free(void *ptr, void *arg)
+{
+	kmem_cache_free(exception_cache, ptr);
+}
+
+static int cmp_sector(const void *a, const void *b)
+{
+	sector_t x = *(const sector_t *)a, y = *(const sector_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Give the store space of every copied chunk back to the pool. */
+static void snap_return_space(struct blksnap_snap *s)
+{
+	struct rhashtable_iter iter;
+	struct blksnap_exception *e;
+	struct store_extent *spare = NULL;
+	sector_t *sectors, start, len;
+	unsigned long n = 0, i;
+
+	if (!s->copied_chunks)
+		return;
+	sectors = kvmalloc_array(s->copied_chunks, sizeof(*sectors), GFP_KERNEL);
+	if (!sectors) {
+		DMERR("cannot return %lu store chunks to the pool: out of memory",
+		      s->copied_chunks);
+		return;
+	}
+	rhashtable_walk_enter(&s->exceptions, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e))
+			continue;
+		if (n < s->copied_chunks)
+			sectors[n++] = e->store_sector;
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+
+	sort(sectors, n, sizeof(*sectors), cmp_sector, NULL);
+	for (i = 0; i < n; i += len >> s->chunk_shift) {
+		start = sectors[i];
+		len = s->chunk_sectors;
+		while (i + (len >> s->chunk_shift) < n &&
+		       sectors[i + (len >> s->chunk_shift)] == start + len)
+			len += s->chunk_sectors;
+		if (!spare)
+			spare = kmalloc(sizeof(*spare), GFP_KERNEL | __GFP_NOFAIL);
+		spare = store_free(s->store, start, len, spare);
+	}
+	kfree(spare);
+	kvfree(sectors);
+}
+
+/* Tear down a snapshot that no origin write or image bio can reach. */
+static void snap_destroy(struct blksnap_snap *s)
+{
+	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	flush_work(&s->retry_work);
+	cancel_work_sync(&s->event_work);
+	if (s->kc)
+		dm_kcopyd_client_destroy(s->kc);
+	snap_return_space(s);
+	rhashtable_free_and_destroy(&s->exceptions, exception_free, NULL);
+	mempool_exit(&s->pending_pool);
+	kvfree(s->copied);
+	store_put(s->store);
+	kfree(s);
+}
+
+static struct blksnap_snap *snap_create(struct dm_target *ti,
+					struct blksnap_tracker *t,
+					struct block_device *real_bdev,
+					struct block_device *store_bdev,
+					unsigned int chunk_sectors,
+					sector_t low_water)
+{
+	struct blksnap_snap *s;
+	unsigned int i;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	s->t = t;
+	s->ti = ti;
+	s->real_bdev = real_bdev;
+	s->store_bdev = store_bdev;
+	s->chunk_shift = ilog2(chunk_sectors);
+	s->chunk_sectors = chunk_sectors;
+	s->dev_sectors = t->dev_sectors;
+	s->nr_chunks = DIV_ROUND_UP_SECTOR_T(t->dev_sectors, chunk_sectors);
+	s->low_water = low_water;
+	s->low_armed = true;
+	spin_lock_init(&s->lock);
+	for (i = 0; i < ARRAY_SIZE(s->pending); i++)
+		INIT_HLIST_HEAD(&s->pending[i]);
+	INIT_LIST_HEAD(&s->reads);
+	bio_list_init(&s->retry_origin);
+	bio_list_init(&s->retry_image);
+	atomic_set(&s->inflight, 0);
+	INIT_WORK(&s->retry_work, snap_retry);
+	INIT_WORK(&s->event_work, snap_event);
+
+	if (s->nr_chunks > BLKSNAP_MAX_CHUNKS) {
+		kfree(s);
+		return ERR_PTR(-E2BIG);
+	}
+	s->store = store_get(store_bdev->bd_dev);
+	if (!s->store) {
+		kfree(s);
+		return ERR_PTR(-ENOMEM);
+	}
+	s->copied = kvcalloc(BITS_TO_LONGS(s->nr_chunks), sizeof(long), GFP_KERNEL);
+	if (!s->copied ||
+	    mempool_init_slab_pool(&s->pending_pool, PENDING_POOL_MIN, pending_cache))
+		goto nomem;
+	if (rhashtable_init(&s->exceptions, &exception_params)) {
+		mempool_exit(&s->pending_pool);
+		goto nomem;
+	}
+	s->kc = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(s->kc)) {
+		int r = PTR_ERR(s->kc);
+
+		s->kc = NULL;
+		rhashtable_destroy(&s->exceptions);
+		mempool_exit(&s->pending_pool);
+		kvfree(s->copied);
+		store_put(s->store);
+		kfree(s);
+		return ERR_PTR(r);
+	}
+	return s;
+
+nomem:
+	kvfree(s->copied);
+	store_put(s->store);
+	kfree(s);
+	return ERR_PTR(-ENOMEM);
+}
+
+/*---- Origin target ----*/
+
+struct origin_c {
+	struct dm_dev *dev;
+	struct blksnap_tracker *t;
+	unsigned int block_sectors;	/* as given in the table, 0 if not */
+};
+
+/* Per-bio data of the origin. */
+struct origin_io {
+	bool gated;			/* holds a reference of the write gate */
+};
+
+/*
+ * A write that has entered the gate: mark it in the change map and hold it
+ * back until its chunks are copied. Returns the DM_MAPIO_* verdict.
+ */
+static int origin_write(struct blksnap_tracker *t, struct bio *bio)
+{
+	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
+	struct blksnap_snap *s;
+
+	io->gated = true;
+	blksnap_cbt_mark(t, bio->bi_iter.bi_sector, bio_sectors(bio));
+	/* Stable until the bio ends: it changes only with the gate closed. */
+	s = READ_ONCE(t->snap);
+	if (s)
+		return snap_origin_write(s, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+/* A write parked while the gate was closed, handed back from the worker. */
+void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio)
+{
+	if (!blksnap_gate_enter(t, bio))
+		return;
+	if (origin_write(t, bio) == DM_MAPIO_REMAPPED)
+		dm_submit_bio_remap(bio, NULL);
+}
+
+/* The last origin table went away: a snapshot still attached fails. */
+void blksnap_origin_gone(struct blksnap_tracker *t)
+{
+	struct blksnap_snap *s;
+
+	mutex_lock(&t->lock);
+	t->gone = true;
+	s = t->snap;
+	if (s) {
+		blksnap_gate_close(t);
+		WRITE_ONCE(t->snap, NULL);
+		blksnap_gate_open(t);
+		snap_invalidate(s, SNAP_FAILED, "the origin was removed");
+	}
+	mutex_unlock(&t->lock);
+}
+
+static int origin_map(struct dm_target *ti, struct bio *bio)
+{
+	struct origin_c *oc = ti->private;
+	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+	io->gated = false;
+	bio_set_dev(bio, oc->dev->bdev);
+	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+
+	/* Reads and empty flushes change nothing. */
+	if (bio_data_dir(bio) != WRITE || !bio_sectors(bio))
+		return DM_MAPIO_REMAPPED;
+	if (!blksnap_gate_enter(oc->t, bio))
+		return DM_MAPIO_SUBMITTED;
+	return origin_write(oc->t, bio);
+}
+
+static int origin_end_io(struct dm_target *ti, struct bio *bio,
+			 blk_status_t *error)
+{
+	struct origin_c *oc = ti->private;
+	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+	if (io->gated)
+		blksnap_gate_exit(oc->t);
+	return DM_ENDIO_DONE;
+}
+
+static int parse_origin_opts(struct dm_target *ti, struct dm_arg_set *as,
+			     struct origin_c *oc)
+{
+	static const struct dm_arg _args[] = {
+		{ 0, 2, "Invalid number of optional arguments" },
+	};
+	unsigned int nr_opts;
+	const char *name;
 	int r;
 
-	if (argc != 1) {
-		ti->error = "Invalid argument count";
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &nr_opts, &ti->error);
+	if (r)
+		return r;
+	while (nr_opts) {
+		name = dm_shift_arg(as);
+		nr_opts--;
+		if (!strcasecmp(name, "tracking_block_sectors") && nr_opts) {
+			if (kstrtouint(dm_shift_arg(as), 10, &oc->block_sectors) ||
+			    oc->block_sectors < BLKSNAP_CBT_MIN_SECTORS ||
+			    !is_power_of_2(oc->block_sectors)) {
+				ti->error = "tracking_block_sectors must be a power of two >= 8";
+				return -EINVAL;
+			}
+			nr_opts--;
+		} else {
+			ti->error = "Unknown optional argument";
+			return -EINVAL;
+		}
+	}
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Construct a blksnap-origin: <real-dev> [<#opts> tracking_block_sectors <n>]
+ */
+static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct origin_c *oc;
+	char *error = NULL;
+	int r;
+
+	if (argc < 1) {
+		ti->error = "Missing the real device argument";
 		return -EINVAL;
 	}
 	oc = kzalloc(sizeof(*oc), GFP_KERNEL);
@@ -27,53 +935,105 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate origin context";
 		return -ENOMEM;
 	}
-	r = dm_get_device(ti, argv[0], dm_table_get_mode(ti->table), &oc->dev);
+
+	r = dm_get_device(ti, dm_shift_arg(&as), dm_table_get_mode(ti->table),
+			  &oc->dev);
 	if (r) {
-		ti->error = "Device lookup failed";
-		kfree(oc);
-		return r;
+		ti->error = "Real device lookup failed";
+		goto bad;
 	}
+	r = parse_origin_opts(ti, &as, oc);
+	if (r)
+		goto bad;
+	if (ti->len > bdev_nr_sectors(oc->dev->bdev)) {
+		ti->error = "Real device is smaller than the origin";
+		r = -EINVAL;
+		goto bad;
+	}
+
+	oc->t = blksnap_tracker_get(oc->dev->bdev->bd_dev,
+				    dm_table_get_md(ti->table), ti->len,
+				    oc->block_sectors, &error);
+	if (IS_ERR(oc->t)) {
+		r = PTR_ERR(oc->t);
+		ti->error = error;
+		goto bad;
+	}
+
 	ti->private = oc;
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->num_write_zeroes_bios = 1;
+	ti->per_io_data_size = sizeof(struct origin_io);
 	return 0;
+
+bad:
+	if (oc->dev)
+		dm_put_device(ti, oc->dev);
+	kfree(oc);
+	return r;
 }
 
 static void origin_dtr(struct dm_target *ti)
 {
 	struct origin_c *oc = ti->private;
 
+	blksnap_tracker_put_table(oc->t);
 	dm_put_device(ti, oc->dev);
 	kfree(oc);
 }
 
-static int origin_map(struct dm_target *ti, struct bio *bio)
-{
-	struct origin_c *oc = ti->private;
-
-	bio_set_dev(bio, oc->dev->bdev);
-	return DM_MAPIO_REMAPPED;
-}
-
+/*
+ * Status INFO:
+ *   <tracking_block_sectors> <tracking_blocks> <generation_uuid>
+ *   <change_number> <state>
+ * with state "-" (no image) or "snap" (an image exists).
+ *
+ * Status TABLE: <real-dev> [2 tracking_block_sectors <n>], as constructed.
+ */
 static void origin_status(struct dm_target *ti, status_type_t type,
 			  unsigned int status_flags, char *result,
 			  unsigned int maxlen)
 {
 	struct origin_c *oc = ti->private;
+	struct blksnap_tracker *t = oc->t;
 	unsigned int sz = 0;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		DMEMIT("-");
+		mutex_lock(&t->lock);
+		DMEMIT("%u %lu %pUb %u %s", 1U << t->block_shift, t->nr_blocks,
+		       &t->generation, t->change_number, t->snap ? "snap" : "-");
+		mutex_unlock(&t->lock);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", oc->dev->name);
+		if (oc->block_sectors)
+			DMEMIT(" 2 tracking_block_sectors %u", oc->block_sectors);
 		break;
 	case STATUSTYPE_IMA:
-		*result = '\0';
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",real_dev=%s,tracking_block_sectors=%u;", oc->dev->name,
+		       1U << t->block_shift);
 		break;
 	}
+}
+
+static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
+			  char *result, unsigned int maxlen)
+{
+	struct origin_c *oc = ti->private;
+	int r;
+
+	if (!argc)
+		return -EINVAL;
+	r = blksnap_cbt_message(oc->t, argc, argv, result, maxlen);
+	if (r == -ENOTTY) {
+		DMWARN("%s: unknown message '%s'",
+		       dm_device_name(dm_table_get_md(ti->table)), argv[0]);
+		r = -EINVAL;
+	}
+	return r;
 }
 
 static int origin_iterate_devices(struct dm_target *ti,
@@ -86,34 +1046,357 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 static struct target_type origin_target = {
 	.name = "blksnap-origin",
-	.version = {0, 1, 0},
+	.version = {1, 0, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
 	.map = origin_map,
+	.end_io = origin_end_io,
 	.status = origin_status,
+	.message = origin_message,
 	.iterate_devices = origin_iterate_devices,
 };
 
-static int __init dm_blksnap_init(void)
+/*---- Image target ----*/
+
+struct image_c {
+	struct dm_dev *real;
+	struct dm_dev *store;
+	struct blksnap_tracker *t;
+	struct blksnap_snap *s;
+	unsigned int chunk_sectors;
+	sector_t low_water;
+	bool low_water_given;
+	bool attached;			/* the snapshot was taken */
+};
+
+static int parse_image_opts(struct dm_target *ti, struct dm_arg_set *as,
+			    struct image_c *ic)
 {
+	static const struct dm_arg _args[] = {
+		{ 0, 2, "Invalid number of optional arguments" },
+	};
+	unsigned int nr_opts;
+	const char *name;
 	int r;
 
-	r = blksnap_cbt_init();
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &nr_opts, &ti->error);
 	if (r)
 		return r;
-	r = dm_register_target(&origin_target);
-	if (r) {
-		DMERR("register blksnap-origin failed %d", r);
-		blksnap_cbt_exit();
+	while (nr_opts) {
+		name = dm_shift_arg(as);
+		nr_opts--;
+		if (!strcasecmp(name, "low_water") && nr_opts) {
+			unsigned long long v;
+
+			if (kstrtoull(dm_shift_arg(as), 10, &v)) {
+				ti->error = "low_water must be a number of sectors";
+				return -EINVAL;
+			}
+			ic->low_water = v;
+			ic->low_water_given = true;
+			nr_opts--;
+		} else {
+			ti->error = "Unknown optional argument";
+			return -EINVAL;
+		}
 	}
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void image_release(struct dm_target *ti, struct image_c *ic)
+{
+	if (ic->t) {
+		mutex_lock(&ic->t->lock);
+		ic->t->image_claimed = false;
+		mutex_unlock(&ic->t->lock);
+		blksnap_tracker_put(ic->t);
+	}
+	if (ic->store)
+		dm_put_device(ti, ic->store);
+	if (ic->real)
+		dm_put_device(ti, ic->real);
+	kfree(ic);
+}
+
+/*
+ * Construct a blksnap-image:
+ *   <real-dev> <store-dev> <chunk_sectors> [<#opts> low_water <sectors>]
+ */
+static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct image_c *ic;
+	dev_t origin_dev;
+	int r;
+
+	if (argc < 3) {
+		ti->error = "Need <real-dev> <store-dev> <chunk_sectors>";
+		return -EINVAL;
+	}
+	ic = kzalloc(sizeof(*ic), GFP_KERNEL);
+	if (!ic) {
+		ti->error = "Cannot allocate image context";
+		return -ENOMEM;
+	}
+
+	r = dm_get_device(ti, dm_shift_arg(&as), dm_table_get_mode(ti->table),
+			  &ic->real);
+	if (r) {
+		ti->error = "Real device lookup failed";
+		goto bad;
+	}
+	r = dm_get_device(ti, dm_shift_arg(&as), dm_table_get_mode(ti->table),
+			  &ic->store);
+	if (r) {
+		ti->error = "Store device lookup failed";
+		goto bad;
+	}
+	if (kstrtouint(dm_shift_arg(&as), 10, &ic->chunk_sectors) ||
+	    ic->chunk_sectors < BLKSNAP_MIN_CHUNK ||
+	    ic->chunk_sectors > BLKSNAP_MAX_CHUNK ||
+	    !is_power_of_2(ic->chunk_sectors)) {
+		ti->error = "chunk_sectors must be a power of two from 8 to 131072";
+		r = -EINVAL;
+		goto bad;
+	}
+	r = parse_image_opts(ti, &as, ic);
+	if (r)
+		goto bad;
+
+	ic->t = blksnap_tracker_lookup(ic->real->bdev->bd_dev);
+	if (!ic->t) {
+		ti->error = "No blksnap-origin on the real device";
+		DMERR("no blksnap-origin on %s", ic->real->name);
+		r = -EINVAL;
+		goto bad;
+	}
+	origin_dev = disk_devt(dm_disk(ic->t->md));
+	if (ic->store->bdev->bd_dev == ic->real->bdev->bd_dev ||
+	    ic->store->bdev->bd_dev == origin_dev) {
+		ti->error = "The store cannot be the real device or its origin";
+		r = -EINVAL;
+		goto bad_tracker;
+	}
+	if (ti->len > ic->t->dev_sectors) {
+		ti->error = "Image is larger than its origin";
+		r = -EINVAL;
+		goto bad_tracker;
+	}
+
+	mutex_lock(&ic->t->lock);
+	if (ic->t->image_claimed || ic->t->gone) {
+		mutex_unlock(&ic->t->lock);
+		ti->error = ic->t->gone ? "The origin is being removed" :
+			"The origin already has a snapshot image";
+		r = ic->t->gone ? -ENODEV : -EBUSY;
+		goto bad_tracker;
+	}
+	ic->t->image_claimed = true;
+	mutex_unlock(&ic->t->lock);
+
+	if (!ic->low_water_given)
+		ic->low_water = bdev_nr_sectors(ic->store->bdev) / 4;
+	ic->s = snap_create(ti, ic->t, ic->real->bdev, ic->store->bdev,
+			    ic->chunk_sectors, ic->low_water);
+	if (IS_ERR(ic->s)) {
+		r = PTR_ERR(ic->s);
+		ic->s = NULL;
+		ti->error = r == -E2BIG ? "Chunk too small for this device" :
+			"Cannot allocate the snapshot";
+		image_release(ti, ic);
+		return r;
+	}
+
+	ti->private = ic;
+	ti->num_flush_bios = 1;
+	ti->per_io_data_size = sizeof(struct image_io);
+	return 0;
+
+bad_tracker:
+	blksnap_tracker_put(ic->t);
+	ic->t = NULL;
+bad:
+	image_release(ti, ic);
+	return r;
+}
+
+static void image_dtr(struct dm_target *ti)
+{
+	struct image_c *ic = ti->private;
+	struct blksnap_tracker *t = ic->t;
+
+	/* Detach: once the gate drains, no origin write can reach the snapshot. */
+	mutex_lock(&t->lock);
+	if (t->snap == ic->s) {
+		blksnap_gate_close(t);
+		WRITE_ONCE(t->snap, NULL);
+		blksnap_gate_open(t);
+	}
+	mutex_unlock(&t->lock);
+	snap_destroy(ic->s);
+	image_release(ti, ic);
+}
+
+/*
+ * The first resume is the snapshot's point in time: with the origin's write
+ * gate closed, take the CBT snapshot and start copy-on-write.
+ */
+static int image_preresume(struct dm_target *ti)
+{
+	struct image_c *ic = ti->private;
+	struct blksnap_tracker *t = ic->t;
+	int r = 0;
+
+	if (ic->attached)
+		return 0;
+	mutex_lock(&t->lock);
+	if (t->gone) {
+		DMERR("%s: the origin was removed before the snapshot was taken",
+		      dm_device_name(dm_table_get_md(ti->table)));
+		r = -ENODEV;
+	} else {
+		blksnap_gate_close(t);
+		__blksnap_cbt_take(t);
+		WRITE_ONCE(t->snap, ic->s);
+		blksnap_gate_open(t);
+		ic->attached = true;
+	}
+	mutex_unlock(&t->lock);
+	return r;
+}
+
+static int image_map(struct dm_target *ti, struct bio *bio)
+{
+	struct image_c *ic = ti->private;
+
+	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	return snap_image_map(ic->s, bio, true);
+}
+
+static int image_end_io(struct dm_target *ti, struct bio *bio,
+			blk_status_t *error)
+{
+	struct image_c *ic = ti->private;
+	struct image_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+	if (io->tracked) {
+		io->tracked = false;
+		snap_image_read_done(ic->s, io);
+	}
+	return DM_ENDIO_DONE;
+}
+
+/*
+ * Status INFO:
+ *   <used_sectors>/<store_sectors> <chunk_sectors> <copied_chunks> <state>
+ * with state valid, overflow or failed.
+ *
+ * Status TABLE: <real-dev> <store-dev> <chunk_sectors> [2 low_water <n>]
+ */
+static void image_status(struct dm_target *ti, status_type_t type,
+			 unsigned int status_flags, char *result,
+			 unsigned int maxlen)
+{
+	struct image_c *ic = ti->private;
+	struct blksnap_snap *s = ic->s;
+	unsigned int sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		spin_lock_irq(&s->lock);
+		DMEMIT("%llu/%llu %u %lu %s",
+		       (unsigned long long)READ_ONCE(s->store->used),
+		       (unsigned long long)bdev_nr_sectors(s->store_bdev),
+		       ic->chunk_sectors, s->copied_chunks,
+		       snap_state_names[s->state]);
+		spin_unlock_irq(&s->lock);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s %s %u", ic->real->name, ic->store->name,
+		       ic->chunk_sectors);
+		if (ic->low_water_given)
+			DMEMIT(" 2 low_water %llu", (unsigned long long)ic->low_water);
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",real_dev=%s,store_dev=%s,chunk_sectors=%u,state=%s;",
+		       ic->real->name, ic->store->name, ic->chunk_sectors,
+		       snap_state_names[READ_ONCE(s->state)]);
+		break;
+	}
+}
+
+static int image_iterate_devices(struct dm_target *ti,
+				 iterate_devices_callout_fn fn, void *data)
+{
+	struct image_c *ic = ti->private;
+
+	return fn(ti, ic->real, 0, ti->len, data);
+}
+
+static struct target_type image_target = {
+	.name = "blksnap-image",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = image_ctr,
+	.dtr = image_dtr,
+	.map = image_map,
+	.end_io = image_end_io,
+	.preresume = image_preresume,
+	.status = image_status,
+	.iterate_devices = image_iterate_devices,
+};
+
+/*---- Module ----*/
+
+static int __init dm_blksnap_init(void)
+{
+	int r = -ENOMEM;
+
+	exception_cache = KMEM_CACHE(blksnap_exception, 0);
+	pending_cache = KMEM_CACHE(blksnap_pending, 0);
+	blksnap_wq = alloc_workqueue("blksnap", WQ_MEM_RECLAIM, 0);
+	if (!exception_cache || !pending_cache || !blksnap_wq)
+		goto bad;
+	r = blksnap_cbt_init();
+	if (r)
+		goto bad;
+	r = dm_register_target(&origin_target);
+	if (r)
+		goto bad_cbt;
+	r = dm_register_target(&image_target);
+	if (r)
+		goto bad_origin;
+	return 0;
+
+bad_origin:
+	dm_unregister_target(&origin_target);
+bad_cbt:
+	blksnap_cbt_exit();
+bad:
+	if (blksnap_wq)
+		destroy_workqueue(blksnap_wq);
+	kmem_cache_destroy(pending_cache);
+	kmem_cache_destroy(exception_cache);
+	DMERR("module init failed %d", r);
 	return r;
 }
 
 static void __exit dm_blksnap_exit(void)
 {
+	dm_unregister_target(&image_target);
 	dm_unregister_target(&origin_target);
 	blksnap_cbt_exit();
+	destroy_workqueue(blksnap_wq);
+	kmem_cache_destroy(pending_cache);
+	kmem_cache_destroy(exception_cache);
 }
 
 module_init(dm_blksnap_init);

@@ -1,16 +1,104 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * dm-blksnap: internal interface between the targets (dm-blksnap.c) and the
+ * dm-blksnap: the interface between the targets (dm-blksnap.c) and the
  * change tracker (dm-blksnap-cbt.c).
+ *
+ * A tracker belongs to a real device, not to a table: the registry keys it by
+ * dev_t and every blksnap-origin table on that device holds a reference, so a
+ * reload keeps the change maps, the generation and any snapshot.
  */
 #ifndef DM_BLKSNAP_H
 #define DM_BLKSNAP_H
 
 #include <linux/types.h>
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/percpu-refcount.h>
+#include <linux/bio.h>
+#include <linux/uuid.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 
 #define DM_MSG_PREFIX "blksnap"
 
+/* The largest map we allocate: 256 MiB, i.e. 2^28 tracking blocks. */
+#define BLKSNAP_CBT_MAX_BLOCKS		(1UL << 28)
+/* Default block count limit and minimum block size of the contract. */
+#define BLKSNAP_CBT_DEFAULT_MAX_BLOCKS	2097152UL
+#define BLKSNAP_CBT_DEFAULT_MIN_SECTORS	128U
+#define BLKSNAP_CBT_MIN_SECTORS		8U
+
+struct mapped_device;
+struct blksnap_snap;
+
+/*
+ * Per-real-device state. The maps are written without locks on the I/O
+ * path; everything that changes their meaning (take, reset, snapshot attach
+ * and detach) runs under @lock with the write gate closed, i.e. with no origin
+ * write between map() and end_io.
+ */
+struct blksnap_tracker {
+	struct list_head list;		/* tracker_list, while tables > 0 */
+	struct kref kref;
+	unsigned int tables;		/* live origin tables (tracker_mutex) */
+	dev_t dev;
+	struct mapped_device *md;	/* the origin device: identity only */
+
+	sector_t dev_sectors;
+	unsigned int block_shift;
+	unsigned long nr_blocks;
+
+	struct mutex lock;
+	u8 *active;			/* active map: value C for changed blocks */
+	u8 *snap_map;			/* snapshot map: valid once taken */
+	bool snap_taken;		/* snap_map holds a take of this generation */
+	u8 change_number;		/* C, 1..255 */
+	u8 snap_number;			/* number of the last take */
+	uuid_t generation;
+
+	/* The write gate: origin writes hold @writes from map to end_io. */
+	struct percpu_ref writes;
+	wait_queue_head_t drain_wq;
+	spinlock_t deferred_lock;
+	struct bio_list deferred;
+	bool gate_closed;		/* under deferred_lock */
+	struct work_struct deferred_work;
+
+	/* Snapshot state owned by dm-blksnap.c; changes only with the gate closed. */
+	struct blksnap_snap *snap;
+	bool image_claimed;		/* an image table exists (under @lock) */
+	bool gone;			/* no origin table left (under @lock) */
+};
+
 int blksnap_cbt_init(void);
 void blksnap_cbt_exit(void);
+
+struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
+					    sector_t dev_sectors,
+					    unsigned int block_sectors,
+					    char **error);
+void blksnap_tracker_put_table(struct blksnap_tracker *t);
+struct blksnap_tracker *blksnap_tracker_lookup(dev_t dev);
+void blksnap_tracker_put(struct blksnap_tracker *t);
+unsigned int blksnap_default_block_sectors(sector_t dev_sectors);
+
+/* The write gate; parked writes go back to blksnap_origin_replay(). */
+bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio);
+void blksnap_gate_exit(struct blksnap_tracker *t);
+void blksnap_gate_close(struct blksnap_tracker *t);
+void blksnap_gate_open(struct blksnap_tracker *t);
+void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio);
+void blksnap_origin_gone(struct blksnap_tracker *t);
+
+/* Change tracking. */
+void blksnap_cbt_mark(struct blksnap_tracker *t, sector_t sector,
+		      sector_t nr_sectors);
+void blksnap_cbt_mark_snapshot(struct blksnap_tracker *t, sector_t sector,
+			       sector_t nr_sectors);
+int __blksnap_cbt_take(struct blksnap_tracker *t);
+int blksnap_cbt_take(struct blksnap_tracker *t, u8 *number);
+void blksnap_cbt_reset(struct blksnap_tracker *t);
+int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
+			char **argv, char *result, unsigned int maxlen);
 
 #endif /* DM_BLKSNAP_H */
