@@ -99,7 +99,7 @@ check:
 demo:
 	@$(TOP)/scripts/deps all
 	@$(MAKE) --no-print-directory all
-	@$(TOP)/tests/vm/run --name demo --disks 2 --disk-size 1G --kver $(KREL) -- bash $(TOP)/tests/demo.sh
+	@$(TOP)/tests/vm/run --name demo --disks 2 --disk-size 256M --kver $(KREL) -- bash $(TOP)/tests/demo.sh
 
 clean:
 	rm -rf $(BUILD)
