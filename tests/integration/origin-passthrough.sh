@@ -1,6 +1,7 @@
 #!/bin/bash
 # blksnap-origin passes reads, writes, discards and write-zeroes straight to its device
 # vm: --disks 1 --disk-size 512M --timeout 300 --modules ext4
+# lanes: 6.1
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 
