@@ -878,36 +878,38 @@ static int origin_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
-static int parse_origin_opts(struct dm_target *ti, struct dm_arg_set *as,
-			     struct origin_c *oc)
+/*
+ * Parse the optional arguments "[<#opts> <key> <value>]": each target takes
+ * one numeric option. *@given tells whether it was there.
+ */
+static int parse_opt(struct dm_target *ti, struct dm_arg_set *as,
+		     const char *key, unsigned long long *value, bool *given)
 {
 	static const struct dm_arg _args[] = {
 		{ 0, 2, "Invalid number of optional arguments" },
 	};
 	unsigned int nr_opts;
-	const char *name;
 	int r;
 
+	*given = false;
 	if (!as->argc)
 		return 0;
 	r = dm_read_arg_group(_args, as, &nr_opts, &ti->error);
 	if (r)
 		return r;
-	while (nr_opts) {
-		name = dm_shift_arg(as);
-		nr_opts--;
-		if (!strcasecmp(name, "tracking_block_sectors") && nr_opts) {
-			if (kstrtouint(dm_shift_arg(as), 10, &oc->block_sectors) ||
-			    oc->block_sectors < BLKSNAP_CBT_MIN_SECTORS ||
-			    !is_power_of_2(oc->block_sectors)) {
-				ti->error = "tracking_block_sectors must be a power of two >= 8";
-				return -EINVAL;
-			}
-			nr_opts--;
-		} else {
+	if (nr_opts == 2) {
+		if (strcasecmp(dm_shift_arg(as), key)) {
 			ti->error = "Unknown optional argument";
 			return -EINVAL;
 		}
+		if (kstrtoull(dm_shift_arg(as), 10, value)) {
+			ti->error = "Optional argument value is not a number";
+			return -EINVAL;
+		}
+		*given = true;
+	} else if (nr_opts) {
+		ti->error = "Optional argument without a value";
+		return -EINVAL;
 	}
 	if (as->argc) {
 		ti->error = "Too many arguments";
@@ -924,6 +926,8 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
 	struct origin_c *oc;
 	char *error = NULL;
+	unsigned long long v;
+	bool given;
 	int r;
 
 	if (argc < 1) {
@@ -942,9 +946,17 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Real device lookup failed";
 		goto bad;
 	}
-	r = parse_origin_opts(ti, &as, oc);
+	r = parse_opt(ti, &as, "tracking_block_sectors", &v, &given);
 	if (r)
 		goto bad;
+	if (given) {
+		if (v < BLKSNAP_CBT_MIN_SECTORS || v > UINT_MAX || !is_power_of_2(v)) {
+			ti->error = "tracking_block_sectors must be a power of two >= 8";
+			r = -EINVAL;
+			goto bad;
+		}
+		oc->block_sectors = v;
+	}
 	if (ti->len > bdev_nr_sectors(oc->dev->bdev)) {
 		ti->error = "Real device is smaller than the origin";
 		r = -EINVAL;
@@ -1070,46 +1082,6 @@ struct image_c {
 	bool attached;			/* the snapshot was taken */
 };
 
-static int parse_image_opts(struct dm_target *ti, struct dm_arg_set *as,
-			    struct image_c *ic)
-{
-	static const struct dm_arg _args[] = {
-		{ 0, 2, "Invalid number of optional arguments" },
-	};
-	unsigned int nr_opts;
-	const char *name;
-	int r;
-
-	if (!as->argc)
-		return 0;
-	r = dm_read_arg_group(_args, as, &nr_opts, &ti->error);
-	if (r)
-		return r;
-	while (nr_opts) {
-		name = dm_shift_arg(as);
-		nr_opts--;
-		if (!strcasecmp(name, "low_water") && nr_opts) {
-			unsigned long long v;
-
-			if (kstrtoull(dm_shift_arg(as), 10, &v)) {
-				ti->error = "low_water must be a number of sectors";
-				return -EINVAL;
-			}
-			ic->low_water = v;
-			ic->low_water_given = true;
-			nr_opts--;
-		} else {
-			ti->error = "Unknown optional argument";
-			return -EINVAL;
-		}
-	}
-	if (as->argc) {
-		ti->error = "Too many arguments";
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static void image_release(struct dm_target *ti, struct image_c *ic)
 {
 	if (ic->t) {
@@ -1133,6 +1105,7 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
 	struct image_c *ic;
+	unsigned long long v = 0;
 	dev_t origin_dev;
 	int r;
 
@@ -1166,9 +1139,10 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	r = parse_image_opts(ti, &as, ic);
+	r = parse_opt(ti, &as, "low_water", &v, &ic->low_water_given);
 	if (r)
 		goto bad;
+	ic->low_water = v;
 
 	ic->t = blksnap_tracker_lookup(ic->real->bdev->bd_dev);
 	if (!ic->t) {
