@@ -207,6 +207,7 @@ int cli_print_created(FILE *f, const struct blksnap_snapshot *s, bool json)
 
 int cli_print_list(FILE *f, const struct blksnap_list *l, bool json)
 {
+	size_t wname = strlen("ORIGIN"), wreal = strlen("REAL DEVICE");
 	char a[16], b[16];
 
 	if (json) {
@@ -229,13 +230,22 @@ int cli_print_list(FILE *f, const struct blksnap_list *l, bool json)
 		fprintf(f, "no attached devices and no snapshots\n");
 		return ferror(f) ? -EIO : 0;
 	}
-	fprintf(f, "%-24s %-20s %-10s %-9s %-6s %-5s %s\n", "ORIGIN", "REAL DEVICE",
-		"SIZE", "CBT BLOCK", "CHANGE", "STATE", "SNAPSHOT");
+	/* Columns as wide as their longest entry: dm names can be long. */
 	for (size_t i = 0; i < l->n_origins; i++) {
 		const struct blksnap_origin *o = &l->origins[i];
 
-		fprintf(f, "%-24s %-20s %-10s ", o->name, o->real_path ? o->real_path : "?",
-			sz(o->size_sectors, a));
+		if (strlen(o->name) > wname)
+			wname = strlen(o->name);
+		if (o->real_path && strlen(o->real_path) > wreal)
+			wreal = strlen(o->real_path);
+	}
+	fprintf(f, "%-*s %-*s %-10s %-9s %-6s %-5s %s\n", (int)wname, "ORIGIN",
+		(int)wreal, "REAL DEVICE", "SIZE", "CBT BLOCK", "CHANGE", "STATE", "SNAPSHOT");
+	for (size_t i = 0; i < l->n_origins; i++) {
+		const struct blksnap_origin *o = &l->origins[i];
+
+		fprintf(f, "%-*s %-*s %-10s ", (int)wname, o->name, (int)wreal,
+			o->real_path ? o->real_path : "?", sz(o->size_sectors, a));
 		if (o->status_valid)
 			fprintf(f, "%-9s %-6u %-5s ", sz(o->status.tracking_block_sectors, b),
 				o->status.change_number, blksnap_origin_state_name(o->status.state));

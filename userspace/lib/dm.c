@@ -159,6 +159,33 @@ void bs_dmdev_clear(struct bs_dmdev *dev)
 	memset(dev, 0, sizeof(*dev));
 }
 
+int bs_dm_has_target(struct blksnap_ctx *ctx, const char *type, bool *present)
+{
+	struct dm_task *dmt;
+	struct dm_versions *v, *last;
+	int r;
+
+	*present = false;
+	dmt = dmw_task(ctx, DM_DEVICE_LIST_VERSIONS, NULL);
+	if (!dmt)
+		return -ENOMEM;
+	r = dmw_run(ctx, dmt, DM_DEVICE_LIST_VERSIONS, NULL);
+	if (r)
+		goto out;
+	v = dm_task_get_versions(dmt);
+	do {
+		if (!strcmp(v->name, type)) {
+			*present = true;
+			break;
+		}
+		last = v;
+		v = (struct dm_versions *)((char *)v + v->next);
+	} while (last != v);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
 int bs_dm_list(struct blksnap_ctx *ctx, char ***names, size_t *n)
 {
 	struct dm_task *dmt;
@@ -246,6 +273,7 @@ int bs_dm_query(struct blksnap_ctx *ctx, const char *name, uint32_t major,
 	dev->exists = true;
 	dev->suspended = info.suspended;
 	dev->live_table = info.live_table;
+	dev->inactive_table = info.inactive_table;
 	dev->open_count = info.open_count;
 	dev->event_nr = info.event_nr;
 	dev->major = info.major;

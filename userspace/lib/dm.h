@@ -27,6 +27,7 @@ struct bs_dmdev {
 	bool exists;
 	bool suspended;
 	bool live_table;
+	bool inactive_table;
 	int open_count;
 	uint32_t event_nr;
 	uint32_t major, minor;
@@ -40,6 +41,12 @@ void bs_dmdev_clear(struct bs_dmdev *dev);
 void bs_dm_init(void);
 
 bool bs_dm_is_dm_major(uint32_t major);
+
+/*
+ * Whether the kernel has registered the target type @type (a target
+ * provided by a module that is not loaded yet counts as absent).
+ */
+int bs_dm_has_target(struct blksnap_ctx *ctx, const char *type, bool *present);
 
 /* Names of all dm devices. */
 int bs_dm_list(struct blksnap_ctx *ctx, char ***names, size_t *n);

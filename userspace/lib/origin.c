@@ -178,6 +178,13 @@ static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
 			      arg, d->dm.uuid);
 	if (!d->dm.n_targets)
 		return bs_err(ctx, EINVAL, "%s has no active table", arg);
+	/* The swap would resume it, and replace a table someone else loaded. */
+	if (d->dm.suspended)
+		return bs_err(ctx, EBUSY, "%s is suspended: resume it first ('dmsetup resume %s')",
+			      arg, d->dm.name);
+	if (d->dm.inactive_table)
+		return bs_err(ctx, EBUSY, "%s has an inactive table loaded by another program: clear it first ('dmsetup clear %s')",
+			      arg, d->dm.name);
 	real = bs_strdupf("%s-real", d->dm.name);
 	uuid = bs_strdupf(BS_UUID_REAL "%s", d->dm.name);
 	if (!real || !uuid) {
@@ -256,7 +263,7 @@ static int attach_disk(struct blksnap_ctx *ctx, const struct bs_blockdev *dev,
 	}
 	r = bs_check_not_in_use(ctx, dev->path);
 	if (r == -EBUSY) {
-		r = bs_err(ctx, EBUSY, "%s is in use (mounted?): writes to it would bypass change tracking; unmount it, attach, then use /dev/mapper/%s",
+		r = bs_err(ctx, EBUSY, "%s is in use (mounted, or held by another device): writes to it would bypass change tracking; unmount it, attach, then use /dev/mapper/%s",
 			   dev->path, *name);
 		goto out;
 	}
@@ -367,7 +374,7 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
 	}
 	if (bs_prefix(o->dm.uuid, BS_UUID_ORIGIN)) {
 		if (o->dm.open_count > 0) {
-			r = bs_err(ctx, EBUSY, "%s is in use (open count %d): unmount it first",
+			r = bs_err(ctx, EBUSY, "%s is in use (open count %d): unmount it and stop the programs using it first",
 				   o->dm.name, o->dm.open_count);
 			goto out;
 		}

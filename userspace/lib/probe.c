@@ -175,7 +175,8 @@ int bs_resolve_blockdev(struct blksnap_ctx *ctx, const char *arg,
 	if (!path)
 		return bs_err(ctx, ENOMEM, "out of memory");
 	if (stat(path, &st)) {
-		r = bs_err(ctx, errno, "%s: %s", arg, strerror(errno));
+		r = errno == ENOENT ? bs_err(ctx, ENOENT, "%s does not exist", arg) :
+			bs_err(ctx, errno, "%s: %s", arg, strerror(errno));
 		free(path);
 		return r;
 	}

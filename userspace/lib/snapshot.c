@@ -215,6 +215,26 @@ static int create_members(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	return 0;
 }
 
+/*
+ * Snapshots need the blksnap-image target. Its module is loaded by then:
+ * the devices to snapshot are attached, so blksnap-origin is registered,
+ * and both targets live in dm-blksnap.
+ */
+static int snapshot_check_kernel(struct blksnap_ctx *ctx)
+{
+	bool image, origin;
+	int r;
+
+	r = bs_dm_has_target(ctx, BS_TARGET_IMAGE, &image);
+	if (!r)
+		r = bs_dm_has_target(ctx, BS_TARGET_ORIGIN, &origin);
+	if (r || image)
+		return r;
+	if (!origin)
+		return bs_err(ctx, ENODEV, "the kernel has no blksnap targets: load the dm-blksnap module ('modprobe dm-blksnap') and attach the devices first");
+	return bs_err(ctx, EOPNOTSUPP, "the loaded dm-blksnap module has no blksnap-image target: snapshots need a newer dm-blksnap");
+}
+
 int blksnap_create(struct blksnap_ctx *ctx,
 		   const struct blksnap_create_params *p,
 		   struct blksnap_snapshot **out)
@@ -251,6 +271,9 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		name = defname;
 	}
 	r = bs_check_snapshot_name(ctx, name);
+	if (r)
+		return r;
+	r = snapshot_check_kernel(ctx);
 	if (r)
 		return r;
 	store = bs_strdupf("%s-store", name);

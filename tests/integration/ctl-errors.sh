@@ -1,0 +1,102 @@
+#!/bin/bash
+# every blksnapctl error is one "blksnapctl:" line on stderr, exit 1 (failure) or 2 (usage)
+# vm: --disks 3 --disk-size 128M --timeout 400 --modules ext4
+set -euo pipefail
+. "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/ctl-lib.sh"
+
+work=$(mktemp -d)
+at_exit "rm -rf $work"
+require_target blksnap-origin
+
+# ---- usage errors: exit 2 ----
+ctl_fail "no command" 2 "no command" 
+ctl_fail "an unknown command" 2 "unknown command" frobnicate
+ctl_fail "an unknown option" 2 "unknown option" list --bogus
+ctl_fail "cbt without a subcommand" 2 "needs a subcommand" cbt
+ctl_fail "an unknown cbt subcommand" 2 "unknown command" cbt frob /dev/vda
+ctl_fail "attach without a device" 2 "missing argument" attach
+ctl_fail "attach with two devices" 2 "too many arguments" attach /dev/vda /dev/vdb
+ctl_fail "attach --tracking-block without a value" 2 "needs a value" attach /dev/vda --tracking-block
+ctl_fail "attach --tracking-block that is no size" 2 "tracking-block" attach /dev/vda --tracking-block 12Q
+ctl_fail "--json where a command prints nothing" 2 "unknown option" detach /dev/vda --json
+ctl_fail "cbt changes without --since" 2 "--since N is required" cbt changes /dev/vda
+ctl_fail "cbt changes --since 256" 2 "0..255" cbt changes /dev/vda --since 256
+ctl_fail "cbt changes --since -1" 2 "0..255" cbt changes /dev/vda --since -1
+ctl_fail "cbt read without --out" 2 "--out FILE is required" cbt read /dev/vda
+ctl_fail "cbt mark-dirty without an extent" 2 "missing argument" cbt mark-dirty /dev/vda
+ctl_fail "cbt mark-dirty of a malformed extent" 2 "cbt mark-dirty" cbt mark-dirty /dev/vda 12-4
+ctl_fail "cbt mark-dirty of an empty extent" 2 "cbt mark-dirty" cbt mark-dirty /dev/vda 12+0
+ctl_fail "create without --store" 2 "--store is required" create /dev/vda
+ctl_fail "store add without a store" 2 "missing argument" store add snap1
+
+# ---- devices that are not there, or not attached: exit 1 ----
+for cmd in "attach" "detach" "status" "cbt info" "cbt read --out $work/m" \
+	"cbt changes --since 0" "cbt mark-dirty"; do
+	# shellcheck disable=SC2086
+	if [ "$cmd" = "cbt mark-dirty" ]; then
+		ctl_fail "$cmd of a missing device" 1 "/dev/nosuch" $cmd /dev/nosuch 0+8
+	else
+		ctl_fail "$cmd of a missing device" 1 "/dev/nosuch" $cmd /dev/nosuch
+	fi
+done
+ctl_fail "attach of a regular file" 1 "not a block device" attach /etc/hostname
+for cmd in "detach" "cbt info" "cbt read --out $work/m" "cbt changes --since 0"; do
+	# shellcheck disable=SC2086
+	ctl_fail "$cmd of a disk that is not attached" 1 "no blksnap-origin on /dev/vda" $cmd /dev/vda
+done
+ctl_fail "cbt mark-dirty of a disk that is not attached" 1 "no blksnap-origin on /dev/vda" \
+	cbt mark-dirty /dev/vda 0+8
+ctl_fail "status of a disk that is not attached" 1 "no blksnap-origin on /dev/vda" status /dev/vda
+ctl_fail "status of a name that is nothing" 1 "no snapshot and no device named nosuch" status nosuch
+check "cbt read left no file behind" test ! -e $work/m
+
+# ---- snapshots that do not exist: exit 1 ----
+ctl_fail "destroy of a missing snapshot" 1 "no snapshot named nosnap" destroy nosnap
+ctl_fail "store add to a missing snapshot" 1 "no snapshot named nosnap" store add nosnap /dev/vdc
+ctl_fail "monitor of a missing snapshot" 1 "no snapshot named nosnap" monitor nosnap
+ctl_fail "merge of a missing snapshot" 1 "nosnap" merge nosnap
+
+# ---- busy devices: exit 1 ----
+mkfs.ext4 -q /dev/vdb
+mount_at /dev/vdb /mnt/b
+ctl_fail "attach of a mounted disk" 1 "in use" attach /dev/vdb
+umount /mnt/b
+dm_create hold "0 $(dev_sectors /dev/vdc) linear /dev/vdc 0"
+ctl_fail "attach of a disk held by a dm device" 1 "in use" attach /dev/vdc
+dmsetup suspend hold
+ctl_fail "attach of a suspended dm device" 1 "is suspended" attach hold
+check "the refused attach left it suspended" bash -c "dmsetup info hold | grep -q SUSPENDED"
+dmsetup resume hold
+dmsetup load hold --table "0 8 zero"
+ctl_fail "attach of a dm device with an inactive table" 1 "inactive table" attach /dev/mapper/hold
+check_eq "the refused attach kept the other program's table" "0 8 zero" "$(dmsetup table --inactive hold | sed "s/ *$//")"
+dmsetup clear hold
+check_eq "no -real device was left behind" "hold" "$(dm_names)"
+ctl_attach /dev/vda
+ctl_fail "attach of an attached disk" 1 "already attached" attach /dev/vda
+ctl_fail "attach --tracking-block below 4K" 1 "tracking" attach /dev/vdb --tracking-block 2K
+ctl_fail "attach --tracking-block not a power of two" 1 "tracking" attach /dev/vdb --tracking-block 12K
+ctl_fail "cbt read before any take" 1 "no CBT snapshot map" cbt read /dev/vda --out $work/m
+ctl_fail "cbt mark-dirty outside the device" 1 "outside" cbt mark-dirty /dev/vda 999999999+8
+mkfs.ext4 -q /dev/mapper/blksnap-vda
+mount_at /dev/mapper/blksnap-vda /mnt/a
+ctl_fail "detach of a mounted origin" 1 "in use" detach /dev/vda
+check "the refused detach left the mount alone" mountpoint -q /mnt/a
+ctl_fail "attach of a blksnap device" 1 "already attached" attach blksnap-vda
+
+# ---- snapshots need the blksnap-image target ----
+if dmsetup targets | grep -qw blksnap-image; then
+	note "blksnap-image is registered: the missing-target error is not tested"
+else
+	ctl_fail "create without the blksnap-image target" 1 "blksnap-image" \
+		create /dev/vda --store /dev/vdb
+	ctl_fail "create from a directory without the target" 1 "blksnap-image" \
+		create /dev/vda --store /tmp --store-size 16M
+fi
+
+# Nothing was created or changed by any of the failures.
+check_eq "only the attached disk and the holder exist" "blksnap-vda hold" "$(dm_names)"
+check_eq "the origin is untouched" "0 $(dev_sectors /dev/vda) blksnap-origin $(majmin /dev/vda)" \
+	"$(dmsetup table blksnap-vda)"
+umount /mnt/a
+ctl_ok "detach after the unmount" detach /dev/vda
