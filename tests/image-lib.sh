@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# tests/image-lib.sh: helpers for the blksnap-image tests
+# (tests/integration/image-*.sh). Sourced after tests/lib.sh, never run.
+#
+#   image_table REAL STORE CHUNK [OPT...]   the table line of a blksnap-image over REAL
+#   image_create NAME REAL STORE CHUNK [OPT...]  create it (snapshot taken), removed at exit
+#   image_field NAME N            INFO field N (1: used/store, 2: chunk, 3: copied, 4: state)
+#   image_used / image_store_sectors NAME   the two halves of field 1
+#   dm_events NAME                the device's dm event counter
+#   linear_create NAME DEV START LEN [DEV START LEN]...  dm-linear segments, removed at exit
+#   fill_random DEV MODEL BYTES   random data on DEV from byte 0, also saved in MODEL
+#   model_dd DEV MODEL OFF LEN [direct]  LEN random bytes at byte OFF of DEV and MODEL
+#   dev_read DEV [OFF LEN]        DEV's bytes (direct I/O when 512-aligned) to stdout
+#   file_read FILE [OFF LEN]      the same for a file
+#   dev_sha DEV [OFF LEN]         sha256 of DEV's bytes
+#   check_same DESC DEV MODEL CHUNK_BYTES [OFF LEN]
+#                                 DEV equals MODEL (byte range OFF..OFF+LEN); on a
+#                                 difference, names the first byte and the chunks
+
+# The guest has no udevd, so /dev/fd may be missing; process substitution
+# (cmp <(...) <(...)) needs it.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+
+# Scratch files live in the guest's tmpfs; removed at exit.
+IMG_TMP=$(mktemp -d /tmp/image-test.XXXXXX)
+at_exit "rm -rf $IMG_TMP"
+
+image_table() { # image_table REAL STORE CHUNK [OPT...]
+	local real=$1 store=$2 chunk=$3
+	shift 3
+	local opts=""
+	[ $# -eq 0 ] || opts=" $# $*"
+	echo "0 $(dev_sectors "$real") blksnap-image $real $store $chunk$opts"
+}
+
+image_create() { # image_create NAME REAL STORE CHUNK [OPT...]
+	local name=$1
+	shift
+	dm_create "$name" "$(image_table "$@")"
+}
+
+image_field() { # image_field NAME N
+	dmsetup status "$1" | cut -d' ' -f4- | cut -d' ' -f"$2"
+}
+
+image_used() { image_field "$1" 1 | cut -d/ -f1; }
+image_store_sectors() { image_field "$1" 1 | cut -d/ -f2; }
+
+dm_events() { # dm_events NAME
+	dmsetup info -c --noheadings -o events "$1" | tr -d ' '
+}
+
+linear_create() { # linear_create NAME DEV START LEN [DEV START LEN]...
+	local name=$1 table="" at=0
+	shift
+	while [ $# -ge 3 ]; do
+		table+="$at $3 linear $1 $2"$'\n'
+		at=$((at + $3))
+		shift 3
+	done
+	printf '%s' "$table" | dmsetup create "$name" || return
+	at_exit "_dm_remove $name"
+}
+
+fill_random() { # fill_random DEV MODEL BYTES
+	head -c "$3" /dev/urandom > "$2" &&
+		dd if="$2" of="$1" bs=1M oflag=direct conv=fsync,notrunc status=none
+}
+
+model_dd() { # model_dd DEV MODEL OFF LEN [direct]
+	local dev=$1 model=$2 off=$3 len=$4 flags=seek_bytes conv=notrunc
+	local buf=$IMG_TMP/dd.$BASHPID
+	head -c "$len" /dev/urandom > "$buf" || return
+	if [ "${5:-}" = direct ]; then
+		flags+=,direct
+	else
+		conv+=,fsync
+	fi
+	dd if="$buf" of="$dev" bs="$len" count=1 seek="$off" oflag=$flags \
+		conv=$conv status=none || return
+	dd if="$buf" of="$model" bs="$len" count=1 seek="$off" oflag=seek_bytes \
+		conv=notrunc status=none
+}
+
+_read_range() { # _read_range FILE IFLAGS [OFF LEN]
+	local f=$1 iflag=$2 off=${3:-0} len=${4:-}
+	if [ -z "$len" ]; then
+		len=$(($(blockdev --getsize64 "$f" 2> /dev/null || stat -c %s "$f") - off))
+	fi
+	if ((off % 512 || len % 512)); then
+		iflag=""
+	fi
+	dd if="$f" bs=1M skip="$off" count="$len" status=none \
+		iflag=skip_bytes,count_bytes,fullblock${iflag:+,$iflag}
+}
+
+dev_read() { _read_range "$1" direct "${2:-0}" "${3:-}"; }
+file_read() { _read_range "$1" "" "${2:-0}" "${3:-}"; }
+
+dev_sha() { # dev_sha DEV [OFF LEN]
+	dev_read "$@" | sha256sum | cut -d' ' -f1
+}
+
+# The chunks (CHUNK_BYTES each, counted from OFF) in which A and B differ,
+# as "<count> differing chunk(s): <first few>".
+_diff_chunks() { # _diff_chunks A B CHUNK_BYTES OFF
+	cmp -l "$1" "$2" 2> /dev/null | head -n 4000000 |
+		awk -v cs="$3" -v off="$4" '{ c = int(($1 - 1) / cs); if (!(c in seen)) { seen[c] = 1; n++; if (n <= 8) l = l " " (c + int(off / cs)) } }
+			END { printf "%d differing chunk(s) (of %d bytes, counted from 0):%s%s\n", n, cs, l, (n > 8 ? " ..." : "") }'
+}
+
+# The chunk at byte OFF (LEN bytes) of FILE, as a short sha256.
+_chunk_sha() { # _chunk_sha FILE OFF LEN
+	local iflag=""
+	[ ! -b "$1" ] || iflag=direct
+	_read_range "$1" "$iflag" "$2" "$3" | sha256sum | cut -c1-12
+}
+
+# On a difference, check_same names the first differing byte and chunks, says
+# whether a second read gives the same answer (a race or a lasting error), and
+# shows the first differing chunks next to $CHECK_SAME_ALT (e.g. the origin,
+# to see whether an image shows data written after its point in time).
+check_same() { # check_same DESC DEV MODEL CHUNK_BYTES [OFF LEN]
+	local desc=$1 dev=$2 model=$3 cs=$4 off=${5:-0} len=${6:-}
+	if cmp -s <(dev_read "$dev" "$off" "$len") <(file_read "$model" "$off" "$len"); then
+		echo "ok - $desc"
+		return 0
+	fi
+	echo "not ok - $desc"
+	echo "#   $dev differs from $model (bytes $off..+${len:-end}, chunks of $cs bytes):"
+	echo "#   $(cmp <(dev_read "$dev" "$off" "$len") <(file_read "$model" "$off" "$len") 2>&1 | head -n 1)"
+	local diff
+	diff=$(_diff_chunks <(dev_read "$dev" "$off" "$len") <(file_read "$model" "$off" "$len") "$cs" "$off")
+	echo "#   $diff"
+	if cmp -s <(dev_read "$dev" "$off" "$len") <(file_read "$model" "$off" "$len"); then
+		echo "#   a third read of $dev equals the model: the difference was transient"
+	else
+		echo "#   a third read of $dev still differs"
+	fi
+	local c
+	for c in $(echo "$diff" | sed 's/.*counted from 0)://; s/\.\.\.//'); do
+		echo "#   chunk $c: $dev $(_chunk_sha "$dev" $((c * cs)) "$cs"), model $(_chunk_sha "$model" $((c * cs)) "$cs")${CHECK_SAME_ALT:+, $CHECK_SAME_ALT $(_chunk_sha "$CHECK_SAME_ALT" $((c * cs)) "$cs")}"
+	done
+	exit 1
+}
+
+# The kernel log after kmsg_mark must hold no report (the harness also checks).
+check_no_kernel_report() { # check_no_kernel_report DESC
+	local bad
+	bad=$(kmsg_since_mark | grep -E 'WARNING|BUG|Oops|general protection|hung_task|blocked for more than|KASAN' || true)
+	if [ -n "$bad" ]; then
+		echo "not ok - $1"
+		echo "$bad" | head -n 20 | sed 's/^/#   /'
+		exit 1
+	fi
+	echo "ok - $1"
+}
+
+# fio's --output file may start with warnings before the JSON document.
+fio_json() { # fio_json FILE JQ_FILTER
+	sed -n '/^{/,$p' "$1" | jq "$2"
+}
