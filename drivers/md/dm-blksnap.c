@@ -1378,3 +1378,6 @@ module_exit(dm_blksnap_exit);
 
 MODULE_DESCRIPTION(DM_NAME " block device snapshots with change tracking");
 MODULE_LICENSE("GPL");
+/* dm loads "dm-<target>" when a table names a target it does not know. */
+MODULE_ALIAS("dm-blksnap-origin");
+MODULE_ALIAS("dm-blksnap-image");
