@@ -35,7 +35,7 @@ LIB_A := $(BUILD)/lib/libblksnap.a
 LIB_SO := $(BUILD)/lib/libblksnap.so.$(SOVERSION)
 CLI := $(if $(CLI_SRCS),$(BUILD)/bin/blksnapctl)
 
-.PHONY: all help deps module userspace unit check demo bench clean
+.PHONY: all help deps module userspace unit check demo bench clean install uninstall
 .DEFAULT_GOAL := all
 
 all: module userspace
@@ -45,8 +45,12 @@ help:
 	@echo "make deps       install packages and the guest kernel (run by the targets below)"
 	@echo "make check      build everything, run unit and integration tests (T=name: one test)"
 	@echo "make demo       the main job end to end in a QEMU guest"
+	@echo "make bench      performance vs dm-linear and dm-snapshot (build/bench/report.md)"
 	@echo "make KVER=6.1   build the module against Debian's 6.1 headers"
 	@echo "make clean      remove build/ and kernel build products"
+	@echo "make install    install blksnapctl, libblksnap, udev rules, units, docs and the"
+	@echo "                module sources for DKMS (PREFIX=/usr/local, DESTDIR: stage only)"
+	@echo "make uninstall  remove what make install installed (same PREFIX and DESTDIR)"
 
 deps:
 	@$(TOP)/scripts/deps all
@@ -100,6 +104,107 @@ demo:
 	@$(TOP)/scripts/deps all
 	@$(MAKE) --no-print-directory all
 	@$(TOP)/tests/vm/run --name demo --disks 2 --disk-size 256M --kver $(KREL) -- bash $(TOP)/tests/demo.sh
+
+# ---- install -------------------------------------------------------------
+# `make install` installs userspace under PREFIX and the module's sources
+# under /usr/src/dm-blksnap-<version>/ for DKMS. With an empty DESTDIR and
+# dkms on PATH (DKMS=auto, the default) it also runs dkms add, and dkms
+# install for every kernel in /lib/modules that has headers (DKMS_KERNELS
+# overrides the list). With a DESTDIR, or DKMS=no, it only stages files.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+DOCDIR ?= $(PREFIX)/share/doc/dm-blksnap
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DKMS_SRCDIR ?= /usr/src/dm-blksnap-$(VERSION)
+DKMS ?= auto
+DKMS_KERNELS ?= $(notdir $(patsubst %/build,%,$(wildcard /lib/modules/*/build)))
+
+INSTALL ?= install
+KMOD_SRCS := $(TOP)/drivers/md/Kbuild $(wildcard $(TOP)/drivers/md/*.[ch])
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+	-e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+RUN_DKMS = $(if $(DESTDIR),,$(if $(filter-out no,$(DKMS)),$(shell command -v dkms 2>/dev/null)))
+
+install: userspace
+	@grep -q '^PACKAGE_VERSION="$(VERSION)"$$' $(TOP)/dkms.conf || \
+		{ echo "dkms.conf: PACKAGE_VERSION is not $(VERSION)" >&2; exit 1; }
+	$(INSTALL) -D -m 0755 $(CLI) $(DESTDIR)$(SBINDIR)/blksnapctl
+	$(INSTALL) -D -m 0644 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libblksnap.so.$(SOVERSION)
+	ln -sfn libblksnap.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libblksnap.so
+	$(INSTALL) -D -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libblksnap.a
+	$(INSTALL) -D -m 0644 $(TOP)/include/blksnap.h $(DESTDIR)$(INCLUDEDIR)/blksnap.h
+	@mkdir -p $(DESTDIR)$(PKGCONFIGDIR)
+	$(SUBST) $(TOP)/userspace/lib/libblksnap.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libblksnap.pc
+	$(INSTALL) -D -m 0644 $(TOP)/userspace/blksnapctl/blksnapctl.8 $(DESTDIR)$(MANDIR)/man8/blksnapctl.8
+	$(INSTALL) -D -m 0644 $(TOP)/userspace/blksnapctl/blksnapctl.bash-completion \
+		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl
+	$(INSTALL) -D -m 0644 $(TOP)/udev/56-dm-blksnap.rules $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules
+	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(SUBST) $(TOP)/systemd/blksnap-monitor@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/blksnap
+	@for f in blksnaptab monitor.conf; do \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ]; then \
+			echo "keeping $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f"; \
+		else \
+			echo "$(INSTALL) -m 0644 etc/blksnap/$$f $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f"; \
+			$(INSTALL) -m 0644 $(TOP)/etc/blksnap/$$f $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f; \
+		fi; done
+	@mkdir -p $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 0644 $(TOP)/README.md $(wildcard $(TOP)/Documentation/*.md $(TOP)/Documentation/*.rst) \
+		$(DESTDIR)$(DOCDIR)/
+	@mkdir -p $(DESTDIR)$(DKMS_SRCDIR)/drivers/md
+	$(INSTALL) -m 0644 $(TOP)/dkms.conf $(DESTDIR)$(DKMS_SRCDIR)/dkms.conf
+	$(INSTALL) -m 0644 $(KMOD_SRCS) $(DESTDIR)$(DKMS_SRCDIR)/drivers/md/
+ifneq ($(RUN_DKMS),)
+	@if dkms status -m dm-blksnap -v $(VERSION) | grep -q .; then \
+		echo "dkms remove -m dm-blksnap -v $(VERSION) --all"; \
+		dkms remove -m dm-blksnap -v $(VERSION) --all; fi
+	dkms add -m dm-blksnap -v $(VERSION)
+	@failed=""; for k in $(DKMS_KERNELS); do \
+		echo "dkms install -m dm-blksnap -v $(VERSION) -k $$k"; \
+		dkms install -m dm-blksnap -v $(VERSION) -k $$k || failed="$$failed $$k"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "dkms: dm-blksnap did not build for:$$failed" >&2; exit 1; fi
+else
+	@echo "module sources staged in $(DESTDIR)$(DKMS_SRCDIR) (not running dkms)"
+endif
+
+uninstall:
+ifneq ($(RUN_DKMS),)
+	@if dkms status -m dm-blksnap -v $(VERSION) | grep -q .; then \
+		echo "dkms remove -m dm-blksnap -v $(VERSION) --all"; \
+		dkms remove -m dm-blksnap -v $(VERSION) --all; fi
+endif
+	rm -rf $(DESTDIR)$(DKMS_SRCDIR)
+	rm -f $(DESTDIR)$(SBINDIR)/blksnapctl \
+		$(DESTDIR)$(LIBDIR)/libblksnap.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libblksnap.so \
+		$(DESTDIR)$(LIBDIR)/libblksnap.a $(DESTDIR)$(INCLUDEDIR)/blksnap.h \
+		$(DESTDIR)$(PKGCONFIGDIR)/libblksnap.pc $(DESTDIR)$(MANDIR)/man8/blksnapctl.8 \
+		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@for f in blksnaptab monitor.conf; do \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ] && \
+		   ! cmp -s $(TOP)/etc/blksnap/$$f $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f; then \
+			echo "keeping the changed $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f"; \
+		else rm -f $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f; fi; done
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/blksnap 2>/dev/null || true
+
+# One QEMU guest (about 12 minutes under software emulation); results in
+# build/bench/{report.md,chart.png,results.json}. See Documentation/benchmark.md.
+bench:
+	@$(TOP)/scripts/deps all
+	@$(MAKE) --no-print-directory all
+	@KVER=$(KREL) $(TOP)/tests/bench/run
 
 clean:
 	rm -rf $(BUILD)
