@@ -1,0 +1,98 @@
+#!/bin/bash
+# malformed blksnap-image tables are refused with EINVAL (or EBUSY), a log line, and no kernel report
+# vm: --disks 3 --disk-size 64M --timeout 300
+set -euo pipefail
+. "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
+. "$BLKSNAP_TOP/tests/image-lib.sh"
+
+real=/dev/vda
+store=/dev/vdb
+sz=$(dev_sectors $real)
+require_target blksnap-image
+modprobe dm-linear 2> /dev/null || true
+kmsg_mark
+
+# refuse DESC TEXT_IN_LOG ERRNO_TEXT TABLE: create fails, and a blksnap line in the
+# kernel log names the problem (holds TEXT_IN_LOG, case-insensitive)
+n=0
+refuse() {
+	local desc=$1 logtext=$2 errtext=$3 table=$4
+	n=$((n + 1))
+	kmsg_mark
+	expect_errno "$desc" "$errtext" dmsetup create badimg$n --table "$table"
+	at_exit "_dm_remove badimg$n"
+	if dmsetup info badimg$n > /dev/null 2>&1; then
+		dmsetup remove badimg$n
+	fi
+	local log
+	log=$(kmsg_since_mark | grep -i 'blksnap' || true)
+	if [ -n "$log" ] && [[ ${log,,} == *"${logtext,,}"* ]]; then
+		echo "ok - $desc: the kernel log says '$logtext'"
+	else
+		echo "not ok - $desc: the kernel log does not say '$logtext'"
+		echo "#   log: ${log:-(nothing)}"
+		exit 1
+	fi
+}
+
+# No blksnap-origin yet.
+refuse "image over a device without a blksnap-origin" "no blksnap-origin" "Invalid argument" \
+	"0 $sz blksnap-image $real $store 8"
+
+check "blksnap-origin over $real" origin_create bdorig $real
+origin=/dev/mapper/bdorig
+check "a dm-linear straight over $real" dm_create bdlin_real "0 $sz linear $real 0"
+check "a dm-linear straight over the origin" dm_create bdlin_orig "0 $sz linear $origin 0"
+
+refuse "store is the real device" "store" "Invalid argument" \
+	"0 $sz blksnap-image $real $real 8"
+refuse "store is the origin device" "store" "Invalid argument" \
+	"0 $sz blksnap-image $real $origin 8"
+refuse "real device given as the origin device" "no blksnap-origin" "Invalid argument" \
+	"0 $sz blksnap-image $origin $store 8"
+for chunk in 0 4 7 12 24 100 262144 abc -8 8x; do
+	refuse "chunk '$chunk' (not a power of two in 8..131072)" "chunk" "Invalid argument" \
+		"0 $sz blksnap-image $real $store $chunk"
+done
+refuse "too few arguments (no chunk)" "" "Invalid argument" "0 $sz blksnap-image $real $store"
+refuse "too few arguments (real only)" "" "Invalid argument" "0 $sz blksnap-image $real"
+refuse "no arguments" "" "Invalid argument" "0 $sz blksnap-image"
+refuse "an extra word without an option count" "" "Invalid argument" \
+	"0 $sz blksnap-image $real $store 8 extra"
+refuse "unknown option" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 frobnicate"
+refuse "unknown option with a value" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 frobnicate 7"
+refuse "low_water without its value" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 low_water"
+refuse "low_water not a number" "not a number" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 low_water lots"
+refuse "option count larger than the words" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8"
+refuse "option count not a number" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 x low_water 8"
+refuse "image longer than its origin" "" "Invalid argument" "0 $((sz + 8)) blksnap-image $real $store 8"
+refuse "real device that does not exist" "" "" "0 $sz blksnap-image /dev/nonexistent $store 8"
+refuse "store device that does not exist" "" "" "0 $sz blksnap-image $real /dev/nonexistent 8"
+
+# After all that, a good image works and the refusals left no claim behind.
+check_eq "origin state is still '-'" - "$(status_field bdorig 5)"
+check "a well-formed image is accepted" image_create bdimg $real $store 8 low_water 100
+check_eq "its table reads back" "$(dev_majmin $real) $(dev_majmin $store) 8 2 low_water 100" \
+	"$(dmsetup table bdimg | cut -d' ' -f4-)"
+check_eq "it is valid" valid "$(image_field bdimg 4)"
+refuse "a second image on the same origin" "" "Device or resource busy" \
+	"0 $sz blksnap-image $real /dev/vdc 8"
+check_eq "the first image is still valid" valid "$(image_field bdimg 4)"
+check "the first image removed" dmsetup remove bdimg
+
+# A store that is a dm device mapped straight onto the real device or the
+# origin: the contract says EINVAL, but no exported dm or block interface
+# shows the kernel another dm device's table, so the target cannot tell (see
+# Documentation/dm-blksnap.rst, "<store-dev>"); blksnapctl refuses such
+# stores from sysfs. Recorded as a known gap here rather than failed.
+for lin in bdlin_orig bdlin_real; do
+	n=$((n + 1))
+	if dmsetup create badimg$n --table "0 $sz blksnap-image $real /dev/mapper/$lin 8" 2>/dev/null; then
+		note "KNOWN GAP: the kernel accepts $lin (a dm-linear onto ${lin#bdlin_}) as a store"
+		_dm_remove badimg$n > /dev/null 2>&1
+	else
+		note "the kernel refused $lin as a store"
+	fi
+done
+_kmsg_mark=0
+check_no_kernel_report "no kernel report in the whole run"
