@@ -164,6 +164,31 @@ void blksnap_origin_free(struct blksnap_origin *origin)
  * over its table and the device is reloaded as an origin over <name>-real,
  * in one suspend/resume, as LVM does for its snapshot origins.
  */
+/*
+ * Replace the live table of @name with @targets in one suspend/resume, as
+ * LVM does for its layers. On failure the old table stays (or is resumed
+ * again); a device that cannot be resumed is named in the error.
+ */
+static int swap_table(struct blksnap_ctx *ctx, const char *name,
+		      const struct bs_target *targets, size_t n)
+{
+	int r;
+
+	r = bs_dm_load(ctx, name, targets, n);
+	if (r)
+		return r;
+	r = bs_dm_suspend(ctx, name, 0);
+	if (r) {
+		bs_dm_clear(NULL, name);
+		return r;
+	}
+	r = bs_dm_resume(ctx, name, NULL);
+	if (r && bs_dm_resume(NULL, name, NULL))
+		bs_err_prefix(ctx, r, "%s is left suspended ('dmsetup resume %s')",
+			      name, name);
+	return r;
+}
+
 static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
 			  const char *arg, uint64_t tracking)
 {
@@ -219,22 +244,9 @@ static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
 	t.len = sectors;
 	t.type = (char *)BS_TARGET_ORIGIN;
 	t.params = params;
-	r = bs_dm_load(ctx, d->dm.name, &t, 1);
+	r = swap_table(ctx, d->dm.name, &t, 1);
 	if (r)
 		goto undo_real;
-	r = bs_dm_suspend(ctx, d->dm.name, 0);
-	if (r) {
-		bs_dm_clear(NULL, d->dm.name);
-		goto undo_real;
-	}
-	r = bs_dm_resume(ctx, d->dm.name, NULL);
-	if (r) {
-		/* The failed swap dropped the new table: resume the old one. */
-		if (bs_dm_resume(NULL, d->dm.name, NULL))
-			bs_err_prefix(ctx, r, "%s is left suspended ('dmsetup resume %s')",
-				      d->dm.name, d->dm.name);
-		goto undo_real;
-	}
 	goto out;
 undo_real:
 	if (bs_dm_remove(NULL, real, NULL))
@@ -389,21 +401,9 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
 		goto out;
 	}
 	/* Give the device its table back, in one suspend/resume. */
-	r = bs_dm_load(ctx, o->dm.name, real->dm.targets, real->dm.n_targets);
+	r = swap_table(ctx, o->dm.name, real->dm.targets, real->dm.n_targets);
 	if (r)
 		goto out;
-	r = bs_dm_suspend(ctx, o->dm.name, 0);
-	if (r) {
-		bs_dm_clear(NULL, o->dm.name);
-		goto out;
-	}
-	r = bs_dm_resume(ctx, o->dm.name, NULL);
-	if (r) {
-		if (bs_dm_resume(NULL, o->dm.name, NULL))
-			bs_err_prefix(ctx, r, "%s is left suspended ('dmsetup resume %s')",
-				      o->dm.name, o->dm.name);
-		goto out;
-	}
 	r = bs_dm_remove(ctx, real->dm.name, NULL);
 out:
 	bs_system_clear(&sys);
