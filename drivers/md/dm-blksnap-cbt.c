@@ -11,11 +11,12 @@
  *
  * Takes and resets must not race with writes in flight, or a write could
  * store the old C after the copy. The tracker therefore has a write gate: a
- * percpu_ref that every origin write holds between map() and end_io. Closing
- * the gate kills the ref and waits for it to drain; writes that arrive while
- * it is closed are parked on a list and replayed when it opens. This is the
- * block layer's queue freeze, at the scope of one device, and costs the hot
- * path a per-cpu increment.
+ * percpu_ref that every origin bio with data holds between map() and end_io
+ * (reads too: a merge changes where they go). Closing the gate kills the ref
+ * and waits for it to drain; bios that arrive while it is closed are parked
+ * on a list and replayed when it opens. This is the block layer's queue
+ * freeze, at the scope of one device, and costs the hot path a per-cpu
+ * increment.
  */
 #include <linux/module.h>
 #include <linux/device-mapper.h>
@@ -171,7 +172,7 @@ void blksnap_gate_exit(struct blksnap_tracker *t)
 	percpu_ref_put(&t->writes);
 }
 
-/* Must be called with t->lock held. Sleeps until no origin write is in flight. */
+/* Must be called with t->lock held. Sleeps until no origin bio is in flight. */
 void blksnap_gate_close(struct blksnap_tracker *t)
 {
 	lockdep_assert_held(&t->lock);

@@ -23,6 +23,13 @@
  *  - Snapshot attach and detach happen with the tracker's write gate closed,
  *    so an origin write sees one snapshot pointer from map() to end_io.
  *
+ * Merge rolls the origin back to the image. It starts with the gate closed
+ * and copy-on-write drained; from then on the copied bitmap means "not merged
+ * yet". A sweep copies the exceptions back to the real device in chunk order,
+ * a few at a time; origin reads of an unmerged chunk go to the store, and an
+ * origin write to one first merges it (the same pending/waiter machinery as
+ * copy-on-write, in the other direction).
+ *
  * See Documentation/dm-blksnap.rst for the tables, status lines and messages.
  */
 #include <linux/module.h>
@@ -43,6 +50,8 @@
 #define PENDING_POOL_MIN	64
 /* Copies started for one origin bio before it waits for the first. */
 #define COW_BATCH		16
+/* Chunks the merge sweep copies back at once. */
+#define MERGE_INFLIGHT		8
 /* The copied bitmap is limited like the CBT map: 2^31 chunks. */
 #define BLKSNAP_MAX_CHUNKS	(1UL << 31)
 
@@ -241,6 +250,15 @@ struct blksnap_snap {
 	struct bio_list retry_origin;	/* released by copies: map again */
 	struct bio_list retry_image;
 
+	/* Merge; the fields change under @lock, @merging with the gate closed. */
+	bool merging;			/* copied bitmap = chunks not merged */
+	bool merge_complete;
+	unsigned long merge_cursor;	/* the sweep's next chunk */
+	unsigned long merge_done, merge_total;
+	unsigned int merge_sweeping;	/* sweep copies in flight */
+	struct work_struct merge_work;
+	struct work_struct merge_event_work;
+
 	mempool_t pending_pool;
 	struct dm_kcopyd_client *kc;
 	atomic_t inflight;		/* pendings alive */
@@ -254,6 +272,7 @@ struct blksnap_pending {
 	unsigned long chunk;
 	sector_t store_sector;
 	bool copied;			/* exception in place, draining reads */
+	bool sweep;			/* a merge copy started by the sweep */
 	struct bio_list origin_waiters;
 	struct bio_list image_waiters;
 };
@@ -299,6 +318,19 @@ static void snap_event(struct work_struct *work)
 {
 	struct blksnap_snap *s = container_of(work, struct blksnap_snap, event_work);
 
+	dm_table_event(s->ti->table);
+}
+
+/* A merge ended or failed: tell those who wait on the origin or the image. */
+static void merge_event(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap,
+					      merge_event_work);
+
+	mutex_lock(&s->t->lock);
+	if (s->t->event_ti)
+		dm_table_event(s->t->event_ti->table);
+	mutex_unlock(&s->t->lock);
 	dm_table_event(s->ti->table);
 }
 
@@ -449,7 +481,7 @@ static bool cow_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 again:
 	wait = NULL;
 	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID)
+	if (s->state != SNAP_VALID || s->merging)
 		goto unlock;
 	for (c = first; c <= last && nr_started < COW_BATCH; c++) {
 		if (test_bit(c, s->copied))
@@ -526,7 +558,8 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	sector_t end;
 
 	io->tracked = false;
-	if (READ_ONCE(s->state) != SNAP_VALID)
+	/* A merge takes the image's data: its I/O fails from the start. */
+	if (READ_ONCE(s->state) != SNAP_VALID || READ_ONCE(s->merging))
 		return DM_MAPIO_KILL;
 	if (!bio_sectors(bio)) {
 		/* An empty flush: the image's data lives in the store. */
@@ -535,7 +568,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	}
 
 	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID) {
+	if (s->state != SNAP_VALID || s->merging) {
 		spin_unlock_irq(&s->lock);
 		return DM_MAPIO_KILL;
 	}
@@ -622,6 +655,276 @@ static void snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 		pending_free(s, release[i]);
 }
 
+/*---- Merge ----*/
+
+static void merge_copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct blksnap_pending *p = context;
+	struct blksnap_snap *s = p->s;
+	sector_t start = (sector_t)p->chunk << s->chunk_shift;
+	unsigned long flags;
+
+	/* Every merged block changed the origin: the next backup copies it. */
+	if (!read_err && !write_err)
+		blksnap_cbt_mark(s->t, start,
+				 min(s->chunk_sectors, s->dev_sectors - start));
+
+	spin_lock_irqsave(&s->lock, flags);
+	if (read_err || write_err) {
+		if (s->state == SNAP_VALID)
+			queue_work(blksnap_wq, &s->merge_event_work);
+		__snap_invalidate(s, SNAP_FAILED, read_err ?
+				  "merge cannot read the store" :
+				  "merge cannot write the real device");
+	} else {
+		clear_bit(p->chunk, s->copied);
+		s->merge_done++;
+	}
+	if (p->sweep)
+		s->merge_sweeping--;
+	__pending_release(s, p);
+	spin_unlock_irqrestore(&s->lock, flags);
+	queue_work(blksnap_wq, &s->retry_work);
+	queue_work(blksnap_wq, &s->merge_work);
+	pending_free(s, p);
+}
+
+/* Copy @p's chunk from the store back to the real device. */
+static void merge_copy(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	struct dm_io_region from, to;
+	sector_t start = (sector_t)p->chunk << s->chunk_shift;
+	sector_t count = min(s->chunk_sectors, s->dev_sectors - start);
+
+	from.bdev = s->store_bdev;
+	from.sector = p->store_sector;
+	from.count = count;
+	to.bdev = s->real_bdev;
+	to.sector = start;
+	to.count = count;
+	dm_kcopyd_copy(s->kc, &from, 1, &to, 0, merge_copy_done, p);
+}
+
+/*
+ * A pending merge of chunk @c, which must have an exception. Must be called
+ * with s->lock held; @p comes from the pool.
+ */
+static void __merge_pending_init(struct blksnap_snap *s,
+				 struct blksnap_pending *p, unsigned long c,
+				 bool sweep)
+{
+	struct blksnap_exception *e = exception_find(s, c);
+
+	p->s = s;
+	p->chunk = c;
+	p->copied = false;
+	p->sweep = sweep;
+	p->store_sector = e->store_sector;
+	bio_list_init(&p->origin_waiters);
+	bio_list_init(&p->image_waiters);
+	hlist_add_head(&p->node, &s->pending[hash_long(c, PENDING_HASH_BITS)]);
+	atomic_inc(&s->inflight);
+	if (sweep)
+		s->merge_sweeping++;
+}
+
+/*
+ * The sweep: start merge copies in chunk order, at most MERGE_INFLIGHT at a
+ * time; each completion runs it again. It notices the end of the merge.
+ */
+static void merge_sweep(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap, merge_work);
+	struct blksnap_pending *started[MERGE_INFLIGHT], *spare = NULL;
+	unsigned int nr = 0, i;
+	bool complete = false;
+	unsigned long c;
+
+	spin_lock_irq(&s->lock);
+	while (s->merging && s->state == SNAP_VALID &&
+	       s->merge_sweeping < MERGE_INFLIGHT) {
+		c = find_next_bit(s->copied, s->nr_chunks, s->merge_cursor);
+		if (c >= s->nr_chunks) {
+			/* Chunks merged for writes may still be on the way. */
+			if (!s->merge_complete &&
+			    find_first_bit(s->copied, s->nr_chunks) >= s->nr_chunks) {
+				s->merge_complete = true;
+				complete = true;
+			}
+			break;
+		}
+		if (__pending_find(s, c)) {
+			s->merge_cursor = c + 1;
+			continue;
+		}
+		if (!spare) {
+			spin_unlock_irq(&s->lock);
+			spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
+			spin_lock_irq(&s->lock);
+			continue;
+		}
+		s->merge_cursor = c + 1;
+		__merge_pending_init(s, spare, c, true);
+		started[nr++] = spare;
+		spare = NULL;
+	}
+	spin_unlock_irq(&s->lock);
+	if (spare)
+		mempool_free(spare, &s->pending_pool);
+	for (i = 0; i < nr; i++)
+		merge_copy(s, started[i]);
+	if (complete) {
+		DMINFO("%s: merge complete, %lu chunks",
+		       dm_device_name(dm_table_get_md(s->ti->table)),
+		       s->merge_total);
+		queue_work(blksnap_wq, &s->merge_event_work);
+	}
+}
+
+/*
+ * A write to chunks [@first, @last] while merging: merge those not merged
+ * yet, queue @bio behind the first. After a failed merge, a write to a chunk
+ * that was not merged fails: the chunk holds neither point in time.
+ */
+static int merge_wait(struct blksnap_snap *s, struct bio *bio,
+		      unsigned long first, unsigned long last)
+{
+	struct blksnap_pending *started[COW_BATCH];
+	struct blksnap_pending *spare = NULL, *p, *wait;
+	unsigned int nr = 0, i;
+	int r = DM_MAPIO_REMAPPED;
+	unsigned long c;
+
+again:
+	wait = NULL;
+	spin_lock_irq(&s->lock);
+	for (c = first; c <= last && nr < COW_BATCH; c++) {
+		if (!test_bit(c, s->copied))
+			continue;
+		p = __pending_find(s, c);
+		if (!p && s->state != SNAP_VALID) {
+			r = DM_MAPIO_KILL;
+			break;
+		}
+		if (!p) {
+			if (!spare) {
+				spin_unlock_irq(&s->lock);
+				spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
+				goto again;
+			}
+			p = spare;
+			spare = NULL;
+			__merge_pending_init(s, p, c, false);
+			started[nr++] = p;
+		}
+		if (!wait)
+			wait = p;
+	}
+	if (r != DM_MAPIO_KILL && wait) {
+		bio_list_add(&wait->origin_waiters, bio);
+		r = DM_MAPIO_SUBMITTED;
+	}
+	spin_unlock_irq(&s->lock);
+	if (spare)
+		mempool_free(spare, &s->pending_pool);
+	for (i = 0; i < nr; i++)
+		merge_copy(s, started[i]);
+	return r;
+}
+
+/*
+ * An origin bio while merging. Reads of unmerged chunks go to the store
+ * (map() only: a bio replayed later cannot be split, so it waits for the
+ * merge of its chunks like a write).
+ */
+static int merge_origin_bio(struct blksnap_snap *s, struct bio *bio,
+			    bool from_map)
+{
+	sector_t sector = bio->bi_iter.bi_sector, end;
+	struct blksnap_exception *e;
+	unsigned long first, last, c;
+
+	if (sector >= s->dev_sectors)
+		return DM_MAPIO_REMAPPED;
+	first = sector >> s->chunk_shift;
+	last = (min_t(sector_t, bio_end_sector(bio), s->dev_sectors) - 1) >>
+		s->chunk_shift;
+	c = find_next_bit(s->copied, last + 1, first);
+	if (c > last)
+		return DM_MAPIO_REMAPPED;
+	if (bio_data_dir(bio) == WRITE || !from_map)
+		return merge_wait(s, bio, first, last);
+
+	if (c > first) {
+		/* Merged chunks first: read them from the real device. */
+		dm_accept_partial_bio(bio, ((sector_t)c << s->chunk_shift) - sector);
+		return DM_MAPIO_REMAPPED;
+	}
+	/* The exception stays until the snapshot goes, merged or not. */
+	e = exception_find(s, first);
+	if (WARN_ON_ONCE(!e))
+		return DM_MAPIO_KILL;
+	end = (sector_t)(first + 1) << s->chunk_shift;
+	if (end < bio_end_sector(bio))
+		dm_accept_partial_bio(bio, end - sector);
+	bio_set_dev(bio, s->store_bdev);
+	bio->bi_iter.bi_sector = e->store_sector +
+		(sector - ((sector_t)first << s->chunk_shift));
+	return DM_MAPIO_REMAPPED;
+}
+
+/* An origin bio that passed the gate, while @s is attached. */
+static int snap_origin_bio(struct blksnap_snap *s, struct bio *bio,
+			   bool from_map)
+{
+	if (READ_ONCE(s->merging))
+		return merge_origin_bio(s, bio, from_map);
+	if (bio_data_dir(bio) == WRITE)
+		return snap_origin_write(s, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * Start merging: called with t->lock held. The gate stays closed until
+ * copy-on-write has drained, so the origin reads as the image from here on.
+ */
+static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s)
+{
+	int r = 0;
+
+	blksnap_gate_close(t);
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID)
+		r = -EINVAL;
+	else
+		s->merging = true;
+	spin_unlock_irq(&s->lock);
+	if (r)
+		goto out;
+	/* Copies started by image writes; none can start any more. */
+	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID) {
+		s->merging = false;
+		r = -EIO;
+	} else {
+		s->merge_total = bitmap_weight(s->copied, s->nr_chunks);
+		s->merge_done = 0;
+		s->merge_cursor = 0;
+	}
+	spin_unlock_irq(&s->lock);
+	if (!r) {
+		t->merge_failed = false;
+		DMINFO("%s: merging %lu chunks back into the origin",
+		       dm_device_name(dm_table_get_md(s->ti->table)),
+		       s->merge_total);
+		queue_work(blksnap_wq, &s->merge_work);
+	}
+out:
+	blksnap_gate_open(t);
+	return r;
+}
+
 /* Bios whose copy settled: map them again and send them on. */
 static void snap_retry(struct work_struct *work)
 {
@@ -636,9 +939,16 @@ static void snap_retry(struct work_struct *work)
 	bio_list_init(&s->retry_image);
 	spin_unlock_irq(&s->lock);
 
-	while ((bio = bio_list_pop(&origin)))
-		if (snap_origin_write(s, bio) == DM_MAPIO_REMAPPED)
+	while ((bio = bio_list_pop(&origin))) {
+		switch (snap_origin_bio(s, bio, false)) {
+		case DM_MAPIO_REMAPPED:
 			dm_submit_bio_remap(bio, NULL);
+			break;
+		case DM_MAPIO_KILL:
+			bio_io_error(bio);
+			break;
+		}
+	}
 	while ((bio = bio_list_pop(&image))) {
 		switch (snap_image_map(s, bio, false)) {
 		case DM_MAPIO_REMAPPED:
@@ -709,9 +1019,15 @@ static void snap_return_space(struct blksnap_snap *s)
 /* Tear down a snapshot that no origin write or image bio can reach. */
 static void snap_destroy(struct blksnap_snap *s)
 {
+	/* A merge still running stops starting copies. */
+	spin_lock_irq(&s->lock);
+	s->state = SNAP_FAILED;
+	spin_unlock_irq(&s->lock);
 	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	cancel_work_sync(&s->merge_work);
 	flush_work(&s->retry_work);
 	cancel_work_sync(&s->event_work);
+	cancel_work_sync(&s->merge_event_work);
 	if (s->kc)
 		dm_kcopyd_client_destroy(s->kc);
 	snap_return_space(s);
@@ -754,6 +1070,8 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	atomic_set(&s->inflight, 0);
 	INIT_WORK(&s->retry_work, snap_retry);
 	INIT_WORK(&s->event_work, snap_event);
+	INIT_WORK(&s->merge_work, merge_sweep);
+	INIT_WORK(&s->merge_event_work, merge_event);
 
 	if (s->nr_chunks > BLKSNAP_MAX_CHUNKS) {
 		kfree(s);
@@ -807,30 +1125,38 @@ struct origin_io {
 };
 
 /*
- * A write that has entered the gate: mark it in the change map and hold it
- * back until its chunks are copied. Returns the DM_MAPIO_* verdict.
+ * A bio that has entered the gate: a write is marked in the change map and
+ * held back until its chunks are copied (or merged). Returns the DM_MAPIO_*
+ * verdict.
  */
-static int origin_write(struct blksnap_tracker *t, struct bio *bio)
+static int origin_bio(struct blksnap_tracker *t, struct bio *bio, bool from_map)
 {
 	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
 	struct blksnap_snap *s;
 
 	io->gated = true;
-	blksnap_cbt_mark(t, bio->bi_iter.bi_sector, bio_sectors(bio));
+	if (bio_data_dir(bio) == WRITE)
+		blksnap_cbt_mark(t, bio->bi_iter.bi_sector, bio_sectors(bio));
 	/* Stable until the bio ends: it changes only with the gate closed. */
 	s = READ_ONCE(t->snap);
 	if (s)
-		return snap_origin_write(s, bio);
+		return snap_origin_bio(s, bio, from_map);
 	return DM_MAPIO_REMAPPED;
 }
 
-/* A write parked while the gate was closed, handed back from the worker. */
+/* A bio parked while the gate was closed, handed back from the worker. */
 void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio)
 {
 	if (!blksnap_gate_enter(t, bio))
 		return;
-	if (origin_write(t, bio) == DM_MAPIO_REMAPPED)
+	switch (origin_bio(t, bio, false)) {
+	case DM_MAPIO_REMAPPED:
 		dm_submit_bio_remap(bio, NULL);
+		break;
+	case DM_MAPIO_KILL:
+		bio_io_error(bio);
+		break;
+	}
 }
 
 /* The last origin table went away: a snapshot still attached fails. */
@@ -854,17 +1180,24 @@ static int origin_map(struct dm_target *ti, struct bio *bio)
 {
 	struct origin_c *oc = ti->private;
 	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
+	int r;
 
 	io->gated = false;
 	bio_set_dev(bio, oc->dev->bdev);
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 
-	/* Reads and empty flushes change nothing. */
-	if (bio_data_dir(bio) != WRITE || !bio_sectors(bio))
+	/* Empty flushes change nothing and go to the real device. */
+	if (!bio_sectors(bio))
 		return DM_MAPIO_REMAPPED;
 	if (!blksnap_gate_enter(oc->t, bio))
 		return DM_MAPIO_SUBMITTED;
-	return origin_write(oc->t, bio);
+	r = origin_bio(oc->t, bio, true);
+	if (r == DM_MAPIO_KILL) {
+		/* dm does not call end_io for a bio killed in map(). */
+		io->gated = false;
+		blksnap_gate_exit(oc->t);
+	}
+	return r;
 }
 
 static int origin_end_io(struct dm_target *ti, struct bio *bio,
@@ -990,16 +1323,58 @@ static void origin_dtr(struct dm_target *ti)
 {
 	struct origin_c *oc = ti->private;
 
+	mutex_lock(&oc->t->lock);
+	if (oc->t->event_ti == ti)
+		oc->t->event_ti = NULL;
+	mutex_unlock(&oc->t->lock);
 	blksnap_tracker_put_table(oc->t);
 	dm_put_device(ti, oc->dev);
 	kfree(oc);
+}
+
+/* The live table's target raises the merge events. */
+static void origin_resume(struct dm_target *ti)
+{
+	struct origin_c *oc = ti->private;
+
+	mutex_lock(&oc->t->lock);
+	oc->t->event_ti = ti;
+	mutex_unlock(&oc->t->lock);
+}
+
+/* The origin's state word; t->lock held. */
+static unsigned int origin_state(struct blksnap_tracker *t, char *result,
+				 unsigned int sz, unsigned int maxlen)
+{
+	struct blksnap_snap *s = t->snap;
+	unsigned long done, total;
+	bool failed;
+
+	if (s && READ_ONCE(s->merging)) {
+		spin_lock_irq(&s->lock);
+		done = s->merge_done;
+		total = s->merge_total;
+		failed = s->state != SNAP_VALID;
+		spin_unlock_irq(&s->lock);
+	} else if (t->merge_failed) {
+		done = t->merge_done;
+		total = t->merge_total;
+		failed = true;
+	} else {
+		DMEMIT("%s", s ? "snap" : "-");
+		return sz;
+	}
+	DMEMIT("%s %lu/%lu", failed ? "merge_failed" : "merge", done, total);
+	return sz;
 }
 
 /*
  * Status INFO:
  *   <tracking_block_sectors> <tracking_blocks> <generation_uuid>
  *   <change_number> <state>
- * with state "-" (no image) or "snap" (an image exists).
+ * with state "-" (no image), "snap" (an image exists), "merge <done>/<total>"
+ * (merging, or merged while the image exists) or "merge_failed <done>/<total>"
+ * (a merge that stopped: see Documentation/dm-blksnap.rst).
  *
  * Status TABLE: <real-dev> [2 tracking_block_sectors <n>], as constructed.
  */
@@ -1014,8 +1389,9 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 	switch (type) {
 	case STATUSTYPE_INFO:
 		mutex_lock(&t->lock);
-		DMEMIT("%u %lu %pUb %u %s", 1U << t->block_shift, t->nr_blocks,
-		       &t->generation, t->change_number, t->snap ? "snap" : "-");
+		DMEMIT("%u %lu %pUb %u ", 1U << t->block_shift, t->nr_blocks,
+		       &t->generation, t->change_number);
+		sz = origin_state(t, result, sz, maxlen);
 		mutex_unlock(&t->lock);
 		break;
 	case STATUSTYPE_TABLE:
@@ -1031,6 +1407,36 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 	}
 }
 
+/* merge: roll the origin back to its snapshot image. */
+static int origin_merge_message(struct dm_target *ti, unsigned int argc)
+{
+	struct origin_c *oc = ti->private;
+	struct blksnap_tracker *t = oc->t;
+	const char *name = dm_device_name(dm_table_get_md(ti->table));
+	struct blksnap_snap *s;
+	int r;
+
+	if (argc != 1) {
+		DMWARN("merge takes no arguments");
+		return -EINVAL;
+	}
+	mutex_lock(&t->lock);
+	s = t->snap;
+	if (!s) {
+		DMWARN("%s: merge: no snapshot image to merge", name);
+		r = -ENOENT;
+	} else if (s->merging) {
+		DMWARN("%s: merge: already merging", name);
+		r = -EBUSY;
+	} else {
+		r = snap_merge_start(t, s);
+		if (r)
+			DMWARN("%s: merge: the snapshot image is not valid", name);
+	}
+	mutex_unlock(&t->lock);
+	return r;
+}
+
 static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
 			  char *result, unsigned int maxlen)
 {
@@ -1039,6 +1445,8 @@ static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
 
 	if (!argc)
 		return -EINVAL;
+	if (!strcasecmp(argv[0], "merge"))
+		return origin_merge_message(ti, argc);
 	r = blksnap_cbt_message(oc->t, argc, argv, result, maxlen);
 	if (r == -ENOTTY) {
 		DMWARN("%s: unknown message '%s'",
@@ -1058,12 +1466,13 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 static struct target_type origin_target = {
 	.name = "blksnap-origin",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
 	.map = origin_map,
 	.end_io = origin_end_io,
+	.resume = origin_resume,
 	.status = origin_status,
 	.message = origin_message,
 	.iterate_devices = origin_iterate_devices,
@@ -1201,18 +1610,42 @@ bad:
 	return r;
 }
 
+/*
+ * An image goes away: a merge it did not finish leaves the origin with the
+ * image's data in the merged chunks only. Keep that in the origin's status.
+ * Must be called with t->lock held, after the detach.
+ */
+static void image_note_merge(struct blksnap_tracker *t, struct blksnap_snap *s)
+{
+	bool unfinished;
+
+	spin_lock_irq(&s->lock);
+	unfinished = s->merging && !s->merge_complete;
+	if (unfinished) {
+		t->merge_failed = true;
+		t->merge_done = s->merge_done;
+		t->merge_total = s->merge_total;
+	}
+	spin_unlock_irq(&s->lock);
+	if (unfinished)
+		DMERR("%s: merge stopped after %lu of %lu chunks: the origin holds the image's data in those chunks only",
+		      dm_device_name(dm_table_get_md(s->ti->table)),
+		      t->merge_done, t->merge_total);
+}
+
 static void image_dtr(struct dm_target *ti)
 {
 	struct image_c *ic = ti->private;
 	struct blksnap_tracker *t = ic->t;
 
-	/* Detach: once the gate drains, no origin write can reach the snapshot. */
+	/* Detach: once the gate drains, no origin bio can reach the snapshot. */
 	mutex_lock(&t->lock);
 	if (t->snap == ic->s) {
 		blksnap_gate_close(t);
 		WRITE_ONCE(t->snap, NULL);
 		blksnap_gate_open(t);
 	}
+	image_note_merge(t, ic->s);
 	mutex_unlock(&t->lock);
 	snap_destroy(ic->s);
 	image_release(ti, ic);
@@ -1239,6 +1672,7 @@ static int image_preresume(struct dm_target *ti)
 		blksnap_gate_close(t);
 		__blksnap_cbt_take(t);
 		WRITE_ONCE(t->snap, ic->s);
+		t->merge_failed = false;
 		blksnap_gate_open(t);
 		ic->attached = true;
 	}
@@ -1289,6 +1723,7 @@ static void image_status(struct dm_target *ti, status_type_t type,
 		       (unsigned long long)READ_ONCE(s->store->used),
 		       (unsigned long long)bdev_nr_sectors(s->store_bdev),
 		       ic->chunk_sectors, s->copied_chunks,
+		       s->merging && s->state == SNAP_VALID ? "merging" :
 		       snap_state_names[s->state]);
 		spin_unlock_irq(&s->lock);
 		break;
@@ -1317,7 +1752,7 @@ static int image_iterate_devices(struct dm_target *ti,
 
 static struct target_type image_target = {
 	.name = "blksnap-image",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = image_ctr,
 	.dtr = image_dtr,

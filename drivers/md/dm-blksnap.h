@@ -68,6 +68,11 @@ struct blksnap_tracker {
 	struct blksnap_snap *snap;
 	bool image_claimed;		/* an image table exists (under @lock) */
 	bool gone;			/* no origin table left (under @lock) */
+	struct dm_target *event_ti;	/* the live origin target, for events */
+
+	/* A merge that ended without finishing, kept for the status line. */
+	bool merge_failed;
+	unsigned long merge_done, merge_total;
 };
 
 int blksnap_cbt_init(void);
@@ -82,7 +87,10 @@ struct blksnap_tracker *blksnap_tracker_lookup(dev_t dev);
 void blksnap_tracker_put(struct blksnap_tracker *t);
 unsigned int blksnap_default_block_sectors(sector_t dev_sectors);
 
-/* The write gate; parked writes go back to blksnap_origin_replay(). */
+/*
+ * The write gate; parked bios go back to blksnap_origin_replay(). Reads pass
+ * it too, so that a merge can start between two of them.
+ */
 bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio);
 void blksnap_gate_exit(struct blksnap_tracker *t);
 void blksnap_gate_close(struct blksnap_tracker *t);
