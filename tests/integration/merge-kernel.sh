@@ -157,8 +157,8 @@ note "1. merge with no I/O during it"
 cp $pre $omodel
 check "image 1 created" new_image
 snap1=$M_LAST_TAKE
-check "origin: 150 random writes" random_writes $origin $omodel 150
-check "image: 150 random writes" random_writes $image $imodel 150
+check "origin: 80 random writes" random_writes $origin $omodel 80
+check "image: 80 random writes" random_writes $image $imodel 80
 check "image: 2 MiB at 64 MiB" iwrite $((64 << 20)) $((2 << 20))
 check "origin: the last 4 KiB" owrite $((size - 4096)) 4096
 check "image: the last 1 KiB" iwrite $((size - 1024)) 1024
@@ -192,7 +192,7 @@ check "image: 8 MiB at 16 MiB" iwrite $((16 << 20)) $((8 << 20))
 check "image: 100 random writes" random_writes $image $imodel 100
 check "origin: 100 random writes" random_writes $origin $omodel 100
 copied=$(image_field mimg 3)
-check "store reads delayed by 200 ms" store_delay 200
+check "store reads delayed by 100 ms" store_delay 100
 check "merge starts" dm_message morig merge
 # From here the expected origin is the image with the new writes on top.
 cp $imodel $omodel
@@ -219,7 +219,7 @@ check "image 3 created" new_image
 region=$((32 << 20)) rlen=$((4 << 20))
 check "image: 4 MiB at 32 MiB" iwrite $region $rlen
 copied=$(image_field mimg 3)
-check "store reads delayed by 200 ms" store_delay 200
+check "store reads delayed by 100 ms" store_delay 100
 check "merge starts" dm_message morig merge
 check "some chunks merged" wait_state "merge [1-9]*/$copied"
 check "the store turns into dm-error" dm_reload mstore "0 $ssz error"
@@ -253,7 +253,7 @@ note "4. origin removed while merging"
 check "image 4 created" new_image
 check "image: 4 MiB at 48 MiB" iwrite $((48 << 20)) $((4 << 20))
 check "the merge state clears with a new image" test "$(merge_state)" = snap
-check "store reads delayed by 200 ms" store_delay 200
+check "store reads delayed by 100 ms" store_delay 100
 check "merge starts" dm_message morig merge
 check "some chunks merged" wait_state "merge [1-9]*/*"
 check "origin removed while merging" dmsetup remove morig
