@@ -436,13 +436,36 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	pending_free(s, p);
 }
 
+static void merge_copy_done(int read_err, unsigned long write_err, void *context);
+
+/*
+ * Copy @p's chunk from the real device to its place in the store, or back
+ * for a merge.
+ */
+static void chunk_copy(struct blksnap_snap *s, struct blksnap_pending *p,
+		       bool merge)
+{
+	sector_t start = (sector_t)p->chunk << s->chunk_shift;
+	struct dm_io_region real = {
+		.bdev = s->real_bdev,
+		.sector = start,
+		.count = min(s->chunk_sectors, s->dev_sectors - start),
+	};
+	struct dm_io_region store = {
+		.bdev = s->store_bdev,
+		.sector = p->store_sector,
+		.count = real.count,
+	};
+
+	if (merge)
+		dm_kcopyd_copy(s->kc, &store, 1, &real, 0, merge_copy_done, p);
+	else
+		dm_kcopyd_copy(s->kc, &real, 1, &store, 0, copy_done, p);
+}
+
 /* Allocate store space for @p and start copying its chunk there. */
 static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
 {
-	struct dm_io_region from, to;
-	sector_t start = (sector_t)p->chunk << s->chunk_shift;
-	sector_t count = min(s->chunk_sectors, s->dev_sectors - start);
-
 	if (store_alloc(s->store, s->chunk_sectors,
 			bdev_nr_sectors(s->store_bdev), &p->store_sector)) {
 		spin_lock_irq(&s->lock);
@@ -454,39 +477,98 @@ static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
 		return;
 	}
 	check_low_water(s);
+	chunk_copy(s, p, false);
+}
 
-	from.bdev = s->real_bdev;
-	from.sector = start;
-	from.count = count;
-	to.bdev = s->store_bdev;
-	to.sector = p->store_sector;
-	to.count = count;
-	dm_kcopyd_copy(s->kc, &from, 1, &to, 0, copy_done, p);
+static void merge_copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct blksnap_pending *p = context;
+	struct blksnap_snap *s = p->s;
+	sector_t start = (sector_t)p->chunk << s->chunk_shift;
+	unsigned long flags;
+
+	/* Every merged block changed the origin: the next backup copies it. */
+	if (!read_err && !write_err)
+		blksnap_cbt_mark(s->t, start,
+				 min(s->chunk_sectors, s->dev_sectors - start));
+
+	spin_lock_irqsave(&s->lock, flags);
+	if (read_err || write_err) {
+		if (s->state == SNAP_VALID)
+			queue_work(blksnap_wq, &s->merge_event_work);
+		__snap_invalidate(s, SNAP_FAILED, read_err ?
+				  "merge cannot read the store" :
+				  "merge cannot write the real device");
+	} else {
+		clear_bit(p->chunk, s->copied);
+		s->merge_done++;
+	}
+	if (p->sweep)
+		s->merge_sweeping--;
+	__pending_release(s, p);
+	spin_unlock_irqrestore(&s->lock, flags);
+	queue_work(blksnap_wq, &s->retry_work);
+	queue_work(blksnap_wq, &s->merge_work);
+	pending_free(s, p);
 }
 
 /*
- * Find or start the copies for the chunks [@first, @last] that are not
- * copied yet and queue @bio behind the first one. Returns false when every
- * chunk is copied (or the snapshot is no longer valid): the bio may go on.
+ * Register a pending copy of chunk @c (must be called with s->lock held; @p
+ * comes from the pool): copy-on-write, or with @merge the merge of a chunk
+ * that has an exception, started by the sweep if @sweep.
  */
-static bool cow_wait(struct blksnap_snap *s, struct bio *bio, bool image,
-		     unsigned long first, unsigned long last)
+static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
+			  unsigned long c, bool merge, bool sweep)
+{
+	p->s = s;
+	p->chunk = c;
+	p->copied = false;
+	p->sweep = sweep;
+	if (merge)
+		p->store_sector = exception_find(s, c)->store_sector;
+	bio_list_init(&p->origin_waiters);
+	bio_list_init(&p->image_waiters);
+	hlist_add_head(&p->node, &s->pending[hash_long(c, PENDING_HASH_BITS)]);
+	atomic_inc(&s->inflight);
+	if (sweep)
+		s->merge_sweeping++;
+}
+
+/*
+ * Find or start the copies the chunks [@first, @last] need and queue @bio
+ * behind the first one: copy-on-write of chunks not copied yet or, while
+ * merging, the merge of chunks not merged yet. Returns DM_MAPIO_SUBMITTED
+ * when @bio waits, DM_MAPIO_REMAPPED when no chunk needs a copy (or the
+ * snapshot is no longer valid) and @bio may go on, DM_MAPIO_KILL when a
+ * merge failed before reaching one of the chunks: it holds neither point
+ * in time, so a write must not complete a mix.
+ */
+static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
+		       unsigned long first, unsigned long last)
 {
 	struct blksnap_pending *started[COW_BATCH];
 	struct blksnap_pending *spare = NULL, *p, *wait;
 	unsigned int nr_started = 0, i;
-	bool queued = false;
+	int r = DM_MAPIO_REMAPPED;
+	bool merging;
 	unsigned long c;
 
 again:
 	wait = NULL;
 	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID || s->merging)
+	merging = s->merging;
+	/* Image bios find the merge here only if it started meanwhile. */
+	if ((!merging && s->state != SNAP_VALID) || (merging && image))
 		goto unlock;
 	for (c = first; c <= last && nr_started < COW_BATCH; c++) {
-		if (test_bit(c, s->copied))
+		/* The copied bitmap: copied chunks, or while merging, unmerged ones. */
+		if (test_bit(c, s->copied) != merging)
 			continue;
 		p = __pending_find(s, c);
+		if (!p && s->state != SNAP_VALID) {
+			r = DM_MAPIO_KILL;
+			break;
+		}
 		if (!p) {
 			if (!spare) {
 				spin_unlock_irq(&s->lock);
@@ -495,31 +577,28 @@ again:
 			}
 			p = spare;
 			spare = NULL;
-			p->s = s;
-			p->chunk = c;
-			p->copied = false;
-			bio_list_init(&p->origin_waiters);
-			bio_list_init(&p->image_waiters);
-			hlist_add_head(&p->node,
-				       &s->pending[hash_long(c, PENDING_HASH_BITS)]);
-			atomic_inc(&s->inflight);
+			__pending_add(s, p, c, merging, false);
 			started[nr_started++] = p;
 		}
 		if (!wait)
 			wait = p;
 	}
-	if (wait) {
+	if (r != DM_MAPIO_KILL && wait) {
 		bio_list_add(image ? &wait->image_waiters : &wait->origin_waiters, bio);
-		queued = true;
+		r = DM_MAPIO_SUBMITTED;
 	}
 unlock:
 	spin_unlock_irq(&s->lock);
 	if (spare)
 		mempool_free(spare, &s->pending_pool);
 	/* Started even if the snapshot failed meanwhile: they hold waiters. */
-	for (i = 0; i < nr_started; i++)
-		pending_start(s, started[i]);
-	return queued;
+	for (i = 0; i < nr_started; i++) {
+		if (merging)
+			chunk_copy(s, started[i], true);
+		else
+			pending_start(s, started[i]);
+	}
+	return r;
 }
 
 /*
@@ -538,8 +617,7 @@ static int snap_origin_write(struct blksnap_snap *s, struct bio *bio)
 	last >>= s->chunk_shift;
 	if (find_next_zero_bit(s->copied, last + 1, first) > last)
 		return DM_MAPIO_REMAPPED;
-	return cow_wait(s, bio, false, first, last) ?
-		DM_MAPIO_SUBMITTED : DM_MAPIO_REMAPPED;
+	return chunks_wait(s, bio, false, first, last);
 }
 
 /*
@@ -602,7 +680,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 				return DM_MAPIO_KILL;
 			dm_accept_partial_bio(bio, end - sector);
 		}
-		if (cow_wait(s, bio, true, first, first))
+		if (chunks_wait(s, bio, true, first, first) == DM_MAPIO_SUBMITTED)
 			return DM_MAPIO_SUBMITTED;
 		/* Copied meanwhile, or the snapshot failed: look again. */
 		return snap_image_map(s, bio, from_map);
@@ -657,77 +735,6 @@ static void snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 
 /*---- Merge ----*/
 
-static void merge_copy_done(int read_err, unsigned long write_err, void *context)
-{
-	struct blksnap_pending *p = context;
-	struct blksnap_snap *s = p->s;
-	sector_t start = (sector_t)p->chunk << s->chunk_shift;
-	unsigned long flags;
-
-	/* Every merged block changed the origin: the next backup copies it. */
-	if (!read_err && !write_err)
-		blksnap_cbt_mark(s->t, start,
-				 min(s->chunk_sectors, s->dev_sectors - start));
-
-	spin_lock_irqsave(&s->lock, flags);
-	if (read_err || write_err) {
-		if (s->state == SNAP_VALID)
-			queue_work(blksnap_wq, &s->merge_event_work);
-		__snap_invalidate(s, SNAP_FAILED, read_err ?
-				  "merge cannot read the store" :
-				  "merge cannot write the real device");
-	} else {
-		clear_bit(p->chunk, s->copied);
-		s->merge_done++;
-	}
-	if (p->sweep)
-		s->merge_sweeping--;
-	__pending_release(s, p);
-	spin_unlock_irqrestore(&s->lock, flags);
-	queue_work(blksnap_wq, &s->retry_work);
-	queue_work(blksnap_wq, &s->merge_work);
-	pending_free(s, p);
-}
-
-/* Copy @p's chunk from the store back to the real device. */
-static void merge_copy(struct blksnap_snap *s, struct blksnap_pending *p)
-{
-	struct dm_io_region from, to;
-	sector_t start = (sector_t)p->chunk << s->chunk_shift;
-	sector_t count = min(s->chunk_sectors, s->dev_sectors - start);
-
-	from.bdev = s->store_bdev;
-	from.sector = p->store_sector;
-	from.count = count;
-	to.bdev = s->real_bdev;
-	to.sector = start;
-	to.count = count;
-	dm_kcopyd_copy(s->kc, &from, 1, &to, 0, merge_copy_done, p);
-}
-
-/*
- * A pending merge of chunk @c, which must have an exception. Must be called
- * with s->lock held; @p comes from the pool.
- */
-static void __merge_pending_init(struct blksnap_snap *s,
-				 struct blksnap_pending *p, unsigned long c,
-				 bool sweep)
-{
-	struct blksnap_exception *e = exception_find(s, c);
-
-	p->s = s;
-	p->chunk = c;
-	p->copied = false;
-	p->sweep = sweep;
-	p->store_sector = e->store_sector;
-	bio_list_init(&p->origin_waiters);
-	bio_list_init(&p->image_waiters);
-	hlist_add_head(&p->node, &s->pending[hash_long(c, PENDING_HASH_BITS)]);
-	atomic_inc(&s->inflight);
-	if (sweep)
-		s->merge_sweeping++;
-}
-
 /*
  * The sweep: start merge copies in chunk order, at most MERGE_INFLIGHT at a
  * time; each completion runs it again. It notices the end of the merge.
@@ -764,7 +771,7 @@ static void merge_sweep(struct work_struct *work)
 			continue;
 		}
 		s->merge_cursor = c + 1;
-		__merge_pending_init(s, spare, c, true);
+		__pending_add(s, spare, c, true, true);
 		started[nr++] = spare;
 		spare = NULL;
 	}
@@ -772,64 +779,13 @@ static void merge_sweep(struct work_struct *work)
 	if (spare)
 		mempool_free(spare, &s->pending_pool);
 	for (i = 0; i < nr; i++)
-		merge_copy(s, started[i]);
+		chunk_copy(s, started[i], true);
 	if (complete) {
 		DMINFO("%s: merge complete, %lu chunks",
 		       dm_device_name(dm_table_get_md(s->ti->table)),
 		       s->merge_total);
 		queue_work(blksnap_wq, &s->merge_event_work);
 	}
-}
-
-/*
- * A write to chunks [@first, @last] while merging: merge those not merged
- * yet, queue @bio behind the first. After a failed merge, a write to a chunk
- * that was not merged fails: the chunk holds neither point in time.
- */
-static int merge_wait(struct blksnap_snap *s, struct bio *bio,
-		      unsigned long first, unsigned long last)
-{
-	struct blksnap_pending *started[COW_BATCH];
-	struct blksnap_pending *spare = NULL, *p, *wait;
-	unsigned int nr = 0, i;
-	int r = DM_MAPIO_REMAPPED;
-	unsigned long c;
-
-again:
-	wait = NULL;
-	spin_lock_irq(&s->lock);
-	for (c = first; c <= last && nr < COW_BATCH; c++) {
-		if (!test_bit(c, s->copied))
-			continue;
-		p = __pending_find(s, c);
-		if (!p && s->state != SNAP_VALID) {
-			r = DM_MAPIO_KILL;
-			break;
-		}
-		if (!p) {
-			if (!spare) {
-				spin_unlock_irq(&s->lock);
-				spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
-				goto again;
-			}
-			p = spare;
-			spare = NULL;
-			__merge_pending_init(s, p, c, false);
-			started[nr++] = p;
-		}
-		if (!wait)
-			wait = p;
-	}
-	if (r != DM_MAPIO_KILL && wait) {
-		bio_list_add(&wait->origin_waiters, bio);
-		r = DM_MAPIO_SUBMITTED;
-	}
-	spin_unlock_irq(&s->lock);
-	if (spare)
-		mempool_free(spare, &s->pending_pool);
-	for (i = 0; i < nr; i++)
-		merge_copy(s, started[i]);
-	return r;
 }
 
 /*
@@ -853,7 +809,7 @@ static int merge_origin_bio(struct blksnap_snap *s, struct bio *bio,
 	if (c > last)
 		return DM_MAPIO_REMAPPED;
 	if (bio_data_dir(bio) == WRITE || !from_map)
-		return merge_wait(s, bio, first, last);
+		return chunks_wait(s, bio, false, first, last);
 
 	if (c > first) {
 		/* Merged chunks first: read them from the real device. */
