@@ -99,7 +99,8 @@ int blksnap_parse_extent(struct blksnap_ctx *ctx, const char *s,
 enum blksnap_origin_state {
 	BLKSNAP_ORIGIN_IDLE,	/* "-": no image */
 	BLKSNAP_ORIGIN_SNAP,	/* "snap": an image exists */
-	BLKSNAP_ORIGIN_MERGE,	/* "merge <done>/<total>" */
+	BLKSNAP_ORIGIN_MERGE,	/* "merge <done>/<total>": running, or done */
+	BLKSNAP_ORIGIN_MERGE_FAILED,	/* "merge_failed <done>/<total>" */
 };
 
 /* The INFO status of a blksnap-origin target. */
@@ -109,7 +110,7 @@ struct blksnap_origin_status {
 	char generation_uuid[37];
 	unsigned int change_number;	/* 1..255 */
 	enum blksnap_origin_state state;
-	uint64_t merge_done_chunks;	/* only in BLKSNAP_ORIGIN_MERGE */
+	uint64_t merge_done_chunks;	/* only in the MERGE states */
 	uint64_t merge_total_chunks;
 };
 
@@ -117,6 +118,7 @@ enum blksnap_image_state {
 	BLKSNAP_IMAGE_VALID,
 	BLKSNAP_IMAGE_OVERFLOW,
 	BLKSNAP_IMAGE_FAILED,
+	BLKSNAP_IMAGE_MERGING,	/* merged into its origin: no I/O */
 };
 
 /* The INFO status of a blksnap-image target. */
@@ -133,7 +135,7 @@ int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 				struct blksnap_origin_status *st);
 int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 			       struct blksnap_image_status *st);
-/* "-", "snap", "merge" and "valid", "overflow", "failed". */
+/* "-", "snap", "merge", "merge_failed"; "valid", "overflow", "failed", "merging". */
 const char *blksnap_origin_state_name(enum blksnap_origin_state state);
 const char *blksnap_image_state_name(enum blksnap_image_state state);
 
@@ -169,6 +171,66 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device);
 int blksnap_origin_get(struct blksnap_ctx *ctx, const char *device,
 		       struct blksnap_origin **out);
 void blksnap_origin_free(struct blksnap_origin *origin);
+
+/*---- Attaching at boot: /etc/blksnap/blksnaptab ----*/
+
+#define BLKSNAP_TAB_DEFAULT "/etc/blksnap/blksnaptab"
+
+/*
+ * One line "<device> [<options>]" of a blksnaptab. <device> is a path, a dm
+ * name or UUID=, LABEL=, PARTUUID=, PARTLABEL=<value>; <options> is "-" or
+ * comma-separated, so far only tracking-block=SIZE. '#' starts a comment.
+ */
+struct blksnap_tab_entry {
+	char *device;
+	uint64_t tracking_block_bytes;	/* 0: the default */
+	unsigned int line;		/* its line number */
+};
+
+struct blksnap_tab {
+	size_t n;
+	struct blksnap_tab_entry *entries;
+};
+
+/*
+ * Parse the text of a blksnaptab called @name (for messages; NULL: the
+ * default path). Strict: the first bad line fails the whole table with
+ * -EINVAL and a message "<name>:<line>: <cause>".
+ */
+int blksnap_tab_parse(struct blksnap_ctx *ctx, const char *text, const char *name,
+		      struct blksnap_tab **out);
+/* Read and parse the file @path (NULL: BLKSNAP_TAB_DEFAULT). */
+int blksnap_tab_read(struct blksnap_ctx *ctx, const char *path,
+		     struct blksnap_tab **out);
+void blksnap_tab_free(struct blksnap_tab *tab);
+
+/* What blksnap_attach_tab() did with one entry. */
+struct blksnap_tab_result {
+	char *device;		/* the entry's <device> */
+	unsigned int line;
+	char *origin;		/* the origin's path, NULL if the entry failed */
+	bool attached;		/* attached now; false: it was attached already */
+	char *error;		/* "<file>:<line>: <device>: <cause>" or NULL */
+};
+
+/*
+ * Attach the devices of the blksnaptab @path (NULL: BLKSNAP_TAB_DEFAULT)
+ * with their options: every entry, or with @device only the entries that
+ * name it, by path or dm name, or by a tag that it carries (a low-level
+ * probe). A device already attached is left as it is. A tag in the
+ * all-entries mode must match exactly one device, not counting devices of
+ * blksnapctl (images carry their origin's UUID) nor devices another one is
+ * stacked on (multipath paths). @device being one of those, or named by no
+ * entry, is no error: nothing is done. Every entry is tried; *@results
+ * (*@n of them, free with blksnap_tab_results_free) says what happened to
+ * each, also when some failed, when the call returns the first failure's
+ * error with a message counting the failures. A bad table fails before
+ * anything is attached, with no results.
+ */
+int blksnap_attach_tab(struct blksnap_ctx *ctx, const char *path,
+		       const char *device, struct blksnap_tab_result **results,
+		       size_t *n);
+void blksnap_tab_results_free(struct blksnap_tab_result *results, size_t n);
 
 /*---- Snapshots ----*/
 
@@ -247,8 +309,21 @@ struct blksnap_monitor_params {
 int blksnap_monitor(struct blksnap_ctx *ctx, const char *name,
 		    const struct blksnap_monitor_params *params);
 
-/* Roll the origin back to the image. Not implemented yet: -EOPNOTSUPP. */
-int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait);
+/* Called with the merge's progress, summed over the snapshot's origins. */
+typedef void (*blksnap_progress_fn)(uint64_t done, uint64_t total, void *data);
+
+/*
+ * Roll the snapshot's origins back to its images (image writes included).
+ * Refused (-EBUSY, naming the holder) while an origin or an image is open,
+ * and for an image that is not valid. Without @wait: starts the merge and
+ * returns; calling it again once the merge is complete cleans up. With
+ * @wait: reports progress to @fn (may be NULL) about twice a second until
+ * the merge ends, then removes the images and the store. A failed merge
+ * returns -EIO and leaves everything in place for inspection (see
+ * blksnapctl(8)). The origins stay usable throughout.
+ */
+int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait,
+		  blksnap_progress_fn fn, void *data);
 
 struct blksnap_list {
 	size_t n_origins;

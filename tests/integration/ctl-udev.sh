@@ -1,6 +1,6 @@
 #!/bin/bash
-# blksnapctl attach/detach with udevd running: udev-synchronised nodes, no hang, no leftovers
-# vm: --disks 2 --disk-size 128M --timeout 300
+# blksnapctl attach/detach with udevd running: udev-synchronised nodes, no hang, no leftovers; blksnaptab auto-attach by the udev rule
+# vm: --disks 3 --disk-size 128M --timeout 300
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/ctl-lib.sh"
 
@@ -40,3 +40,119 @@ check "blksnap-vda is gone from /dev/mapper" test ! -e /dev/mapper/blksnap-vda
 check "its by-id link is gone" test ! -e /dev/disk/by-id/dm-name-blksnap-vda
 check "no udev cookie is left" sync_ok
 check_eq "only lin is left" lin "$(dm_names)"
+
+# ---- attaching at boot: the blksnaptab and 69-dm-blksnap-attach.rules --------------
+# The rule as make install writes it, with this tree's blksnapctl; a
+# blksnaptab that names vdc by its label and a loop device's file system by
+# its label. The rule runs blksnapctl in the background (no systemd here),
+# so the checks wait for the origins to appear.
+wait_for() { # wait_for SECONDS CMD...: CMD succeeds within SECONDS
+	local end=$(($(date +%s) + $1))
+	shift
+	until "$@"; do
+		[ "$(date +%s)" -lt $end ] || return 1
+		sleep 0.5
+	done
+}
+attached() { test -b "/dev/mapper/blksnap-$1"; }
+work=$(mktemp -d)
+at_exit "rm -rf $work"
+mkfs.ext4 -q -L tabdisk /dev/vdc
+for l in tabloop other; do
+	truncate -s 32M "$work/$l.img"
+	mkfs.ext4 -q -F -L $l "$work/$l.img"
+done
+udevadm settle -t 30
+mkdir -p /etc/blksnap /etc/udev/rules.d
+cat > /etc/blksnap/blksnaptab << 'EOF'
+# the test's table
+LABEL=tabdisk   tracking-block=128K
+LABEL=tabloop   -
+/dev/disk/by-label/not-there  -
+EOF
+sed "s|@SBINDIR@|$BLKSNAP_TOP/build/bin|g" "$BLKSNAP_TOP/udev/69-dm-blksnap-attach.rules.in" \
+	> /etc/udev/rules.d/69-dm-blksnap-attach.rules
+cp "$BLKSNAP_TOP/udev/56-dm-blksnap.rules" /etc/udev/rules.d/
+at_exit "rm -f /etc/blksnap/blksnaptab"
+check "udevd reloads its rules" udevadm control --reload
+
+check "udevadm trigger --action=add vdc" udevadm trigger --action=add /sys/class/block/vdc
+at_exit "blksnapctl detach /dev/vdc"
+check "the rule attached vdc, listed by LABEL= (within 60 s)" wait_for 60 attached vdc
+udevadm settle -t 30
+capture "cbt info of vdc" blksnapctl cbt info /dev/vdc --json
+check_eq "with the tracking block of the blksnaptab" 256 "$(jq .tracking_block_sectors <<< "$OUT")"
+check_eq "udev's by-label link points at the origin" "$(readlink -f /dev/mapper/blksnap-vdc)" \
+	"$(readlink -f /dev/disk/by-label/tabdisk)"
+
+loop_listed=$(losetup -f --show "$work/tabloop.img")
+at_exit "losetup -d $loop_listed"
+at_exit "blksnapctl detach $loop_listed"
+loop_other=$(losetup -f --show "$work/other.img")
+at_exit "losetup -d $loop_other"
+# The table goes first at exit: the rule does nothing without it.
+at_exit "rm -f /etc/blksnap/blksnaptab"
+check "the rule attached the new ${loop_listed#/dev/}, listed by LABEL= (within 60 s)" \
+	wait_for 60 attached "${loop_listed#/dev/}"
+udevadm settle -t 30
+sleep 2
+udevadm settle -t 30
+check "it did not attach ${loop_other#/dev/}, not listed" sh -c "! test -e /dev/mapper/blksnap-${loop_other#/dev/}"
+
+# Idempotent: another event, or the command by hand, changes nothing.
+before=$(dm_names)
+check "udevadm trigger --action=add vdc again" udevadm trigger --action=add /sys/class/block/vdc
+udevadm settle -t 30
+sleep 2
+udevadm settle -t 30
+check_eq "no device came or went" "$before" "$(dm_names)"
+ctl_ok "attach --from-blksnaptab vdc by hand" attach --from-blksnaptab /dev/vdc
+check_eq "prints the origin" /dev/mapper/blksnap-vdc "$OUT"
+ctl_ok "attach --from-blksnaptab ${loop_other#/dev/}: named by no entry, nothing to do" \
+	attach --from-blksnaptab "$loop_other"
+check_eq "prints nothing" "" "$OUT"
+rc=0
+out=$(blksnapctl attach --from-blksnaptab 2> "$work/err") || rc=$?
+sed 's/^/#   stderr: /' "$work/err"
+check_eq "attach --from-blksnaptab of the whole table: the missing device fails it" 1 $rc
+check "the failed entry is named with its line number" \
+	grep -q "^blksnapctl: /etc/blksnap/blksnaptab:4: /dev/disk/by-label/not-there: " "$work/err"
+check "the last line counts the failures" \
+	grep -q "^blksnapctl: 1 of the 3 devices of /etc/blksnap/blksnaptab were not attached" "$work/err"
+check_eq "the two others are attached already: their origins are printed" \
+	"$(printf '/dev/mapper/blksnap-vdc\n/dev/mapper/blksnap-%s' "${loop_listed#/dev/}")" "$out"
+check_eq "nothing else changed" "$before" "$(dm_names)"
+check "no udev cookie is left" sync_ok
+
+# ---- 56-dm-blksnap.rules: what udev makes of each kind of device ----------------
+# A snapshot of the origin over vdc (a plain disk, attached by the rule) and
+# of lin, layered, with a store on the loop device no entry names.
+ctl_ok "attach lin (layered)" attach lin
+at_exit "blksnapctl detach lin"
+ctl_ok "create a snapshot of both" create /dev/vdc lin --store "$loop_other" --name udevsnap
+at_exit "blksnapctl destroy udevsnap"
+udevadm settle -t 30
+prop() { udevadm info --query=property "/dev/mapper/$1" | sed -n "s/^$2=//p"; }
+check_eq "origin: dm uuid" BLKSNAP-ORIGIN-vdc "$(prop blksnap-vdc DM_UUID)"
+check_eq "origin: probed by blkid" tabdisk "$(prop blksnap-vdc ID_FS_LABEL)"
+for d in lin-real udevsnap-store; do
+	check_eq "$d: no disk rules" 1 "$(prop $d DM_UDEV_DISABLE_DISK_RULES_FLAG)"
+	check_eq "$d: no other rules" 1 "$(prop $d DM_UDEV_DISABLE_OTHER_RULES_FLAG)"
+	check_eq "$d: not ready for systemd" 0 "$(prop $d SYSTEMD_READY)"
+	check "$d: no /dev/disk/by-id link" test ! -e "/dev/disk/by-id/dm-name-$d"
+done
+img=blksnap-vdc-udevsnap
+check_eq "image: probed by blkid (the origin's label)" tabdisk "$(prop $img ID_FS_LABEL)"
+check_eq "image: no other rules" 1 "$(prop $img DM_UDEV_DISABLE_OTHER_RULES_FLAG)"
+check_eq "image: not ready for systemd" 0 "$(prop $img SYSTEMD_READY)"
+check "image: its /dev/disk/by-id/dm-name link" test -L /dev/disk/by-id/dm-name-$img
+check_eq "by-label still points at the origin, not at the image" \
+	"$(readlink -f /dev/mapper/blksnap-vdc)" "$(readlink -f /dev/disk/by-label/tabdisk)"
+sleep 2
+udevadm settle -t 30
+check_eq "the attach rule left the images, the store and the layers alone" \
+	"$(printf '%s\n' blksnap-vdc blksnap-vdc-udevsnap "blksnap-${loop_listed#/dev/}" lin lin-real \
+		lin-udevsnap udevsnap-store | sort | tr '\n' ' ' | sed 's/ $//')" "$(dm_names)"
+ctl_ok "destroy" destroy udevsnap
+ctl_ok "detach lin" detach lin
+check "no udev cookie is left" sync_ok

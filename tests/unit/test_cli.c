@@ -123,6 +123,35 @@ static void test_attach_detach(void **state)
 	assert_int_equal(parse("detach", NULL), EXIT_USAGE);
 }
 
+static void test_attach_from_tab(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("attach", "--from-blksnaptab", NULL), 0);
+	assert_int_equal(args.cmd, CLI_ATTACH);
+	assert_true(args.from_tab);
+	assert_null(args.device);
+	assert_null(args.tab);
+	assert_int_equal(parse("attach", "--from-blksnaptab", "/dev/vdb", NULL), 0);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_int_equal(parse("attach", "/dev/vdb", "--from-blksnaptab", "--tab", "/tmp/t", NULL), 0);
+	assert_true(args.from_tab);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_string_equal(args.tab, "/tmp/t");
+	assert_int_equal(parse("attach", "/dev/vdb", NULL), 0);
+	assert_false(args.from_tab);
+
+	assert_int_equal(parse("attach", "--from-blksnaptab", "a", "b", NULL), EXIT_USAGE);
+	usage_error("too many arguments");
+	assert_int_equal(parse("attach", "--tab", "/tmp/t", "/dev/vdb", NULL), EXIT_USAGE);
+	usage_error("--tab FILE goes with --from-blksnaptab");
+	assert_int_equal(parse("attach", "--from-blksnaptab", "--tracking-block", "64K", NULL), EXIT_USAGE);
+	usage_error("--tracking-block does not go with --from-blksnaptab");
+	assert_int_equal(parse("attach", "--from-blksnaptab", "--tab", NULL), EXIT_USAGE);
+	usage_error("'--tab' needs a value");
+	assert_int_equal(parse("detach", "--from-blksnaptab", "/dev/vdb", NULL), EXIT_USAGE);
+	usage_error("detach: unknown option '--from-blksnaptab'");
+}
+
 static void test_create(void **state)
 {
 	(void)state;
@@ -307,6 +336,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_top_level),
 		cmocka_unit_test(test_attach_detach),
+		cmocka_unit_test(test_attach_from_tab),
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_snapshot_commands),
 		cmocka_unit_test(test_cbt),

@@ -176,8 +176,6 @@ static void test_other_params(void **state)
 	assert_non_null(strstr(blksnap_errmsg(ctx), "0..255"));
 	assert_int_equal(blksnap_monitor(ctx, "s1", &mp), -EINVAL);
 	assert_non_null(strstr(blksnap_errmsg(ctx), "--grow-by"));
-	assert_int_equal(blksnap_merge(ctx, "s1", true), -EOPNOTSUPP);
-	assert_non_null(strstr(blksnap_errmsg(ctx), "merge is not yet supported"));
 }
 
 static void test_resolve(void **state)

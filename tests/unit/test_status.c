@@ -43,6 +43,11 @@ static void test_origin_snap_merge(void **state)
 	assert_int_equal(st.merge_total_chunks, 4096);
 	assert_int_equal(blksnap_parse_origin_status(&ctx, "256 3 " UUID " 7 merge 0/0", &st), 0);
 	assert_string_equal(blksnap_origin_state_name(BLKSNAP_ORIGIN_MERGE), "merge");
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "256 3 " UUID " 7 merge_failed 3/9", &st), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_MERGE_FAILED);
+	assert_int_equal(st.merge_done_chunks, 3);
+	assert_int_equal(st.merge_total_chunks, 9);
+	assert_string_equal(blksnap_origin_state_name(st.state), "merge_failed");
 }
 
 static void origin_bad(const char *line)
@@ -76,6 +81,10 @@ static void test_origin_malformed(void **state)
 	origin_bad("128 16384 " UUID " 1 merge /5");
 	origin_bad("128 16384 " UUID " 1 merge 6/5");		/* done > total */
 	origin_bad("128 16384 " UUID " 1 merge 1/2 3");
+	origin_bad("128 16384 " UUID " 1 merge_failed");
+	origin_bad("128 16384 " UUID " 1 merge_failed 4/3");
+	origin_bad("128 16384 " UUID " 1 merge_fail 1/3");
+	origin_bad("128 16384 " UUID " 1 merge_failed_ 1/3");
 	origin_bad("128 16384 " UUID " 1 SNAP");
 }
 
@@ -126,6 +135,9 @@ static void test_image_ok(void **state)
 	assert_int_equal(st.state, BLKSNAP_IMAGE_OVERFLOW);
 	assert_int_equal(blksnap_parse_image_status(&ctx, "0/0 16 0 failed", &st), 0);
 	assert_int_equal(st.state, BLKSNAP_IMAGE_FAILED);
+	assert_int_equal(blksnap_parse_image_status(&ctx, "64/4096 8 8 merging", &st), 0);
+	assert_int_equal(st.state, BLKSNAP_IMAGE_MERGING);
+	assert_string_equal(blksnap_image_state_name(st.state), "merging");
 	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_OVERFLOW), "overflow");
 	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_FAILED), "failed");
 	assert_string_equal(blksnap_image_state_name(BLKSNAP_IMAGE_VALID), "valid");

@@ -25,6 +25,8 @@ enum {
 	OPT_SINCE,
 	OPT_OUT,
 	OPT_WAIT,
+	OPT_FROM_TAB,
+	OPT_TAB,
 };
 
 #define M(opt) (1u << ((opt) - OPT_JSON))
@@ -43,6 +45,8 @@ static const struct option cli_all_options[] = {
 	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "out", required_argument, NULL, OPT_OUT },
 	{ "wait", no_argument, NULL, OPT_WAIT },
+	{ "from-blksnaptab", no_argument, NULL, OPT_FROM_TAB },
+	{ "tab", required_argument, NULL, OPT_TAB },
 };
 
 #define N_OPTIONS (sizeof(cli_all_options) / sizeof(cli_all_options[0]))
@@ -57,11 +61,17 @@ struct cli_command {
 };
 
 static const struct cli_command cli_commands[] = {
-	{ CLI_ATTACH, "attach", M(OPT_TRACKING), 1, 1,
+	{ CLI_ATTACH, "attach", M(OPT_TRACKING) | M(OPT_FROM_TAB) | M(OPT_TAB), 0, 1,
 	  "Usage: blksnapctl attach <device> [--tracking-block SIZE]\n"
+	  "       blksnapctl attach --from-blksnaptab [--tab FILE] [<device>]\n"
 	  "Put a blksnap-origin in front of <device> (change tracking, snapshots).\n"
 	  "A dm device keeps its name; any other disk gets /dev/mapper/blksnap-<name>.\n"
-	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more)\n" },
+	  "Prints the origin's path.\n"
+	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more)\n"
+	  "  --from-blksnaptab      attach the devices listed in the blksnaptab, with their\n"
+	  "                         options; with <device>, only the entries naming it (by\n"
+	  "                         path, UUID= or LABEL=). Attached devices stay as they are.\n"
+	  "  --tab FILE             the blksnaptab to read (default /etc/blksnap/blksnaptab)\n" },
 	{ CLI_DETACH, "detach", 0, 1, 1,
 	  "Usage: blksnapctl detach <device>\n"
 	  "Remove the blksnap-origin again (refused while a snapshot image exists).\n" },
@@ -109,7 +119,14 @@ static const struct cli_command cli_commands[] = {
 	  "Mark sectors as changed, e.g. after a failed backup of them.\n" },
 	{ CLI_MERGE, "merge", M(OPT_WAIT), 1, 1,
 	  "Usage: blksnapctl merge <snapshot> [--wait]\n"
-	  "Roll the origin back to the image (not supported yet).\n" },
+	  "Roll the snapshot's origins back to its images (image writes included).\n"
+	  "The origins and images must not be open. From the start each origin reads\n"
+	  "as its image; the copy runs in the background ('blksnapctl status' shows\n"
+	  "it) and every merged block is marked changed in CBT.\n"
+	  "\n"
+	  "  --wait   show progress until the merge ends, then remove the images and\n"
+	  "           the store (without it: start and return; run merge again once\n"
+	  "           it is complete to clean up)\n" },
 	{ CLI_VERSION, "version", 0, 0, 0,
 	  "Usage: blksnapctl version\n" },
 };
@@ -120,6 +137,7 @@ static const char cli_main_usage[] =
 	"Usage: blksnapctl <command> [options]\n"
 	"\n"
 	"  attach <device> [--tracking-block SIZE]\n"
+	"  attach --from-blksnaptab [--tab FILE] [<device>]\n"
 	"  detach <device>\n"
 	"  create <device>... --store <dev|dir>[,...] [--store-size SIZE] [--chunk SIZE] [--name NAME]\n"
 	"  destroy <snapshot>\n"
@@ -332,6 +350,12 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		case OPT_WAIT:
 			a->wait = true;
 			break;
+		case OPT_FROM_TAB:
+			a->from_tab = true;
+			break;
+		case OPT_TAB:
+			a->tab = optarg;
+			break;
 		case OPT_TRACKING:
 			r = cli_size(ctx, c->name, "tracking-block", optarg, &a->tracking_block, err, errlen);
 			break;
@@ -397,6 +421,21 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 
 	switch (c->cmd) {
 	case CLI_ATTACH:
+		/* attach <device>, or attach --from-blksnaptab [<device>] */
+		a->device = npos ? sub[0] : NULL;
+		if (!a->from_tab && !npos) {
+			r = usage_err(err, errlen, "attach: missing argument (see 'blksnapctl attach --help')");
+			goto fail;
+		}
+		if (a->from_tab && a->tracking_block) {
+			r = usage_err(err, errlen, "attach: --tracking-block does not go with --from-blksnaptab (the table has the options)");
+			goto fail;
+		}
+		if (a->tab && !a->from_tab) {
+			r = usage_err(err, errlen, "attach: --tab FILE goes with --from-blksnaptab");
+			goto fail;
+		}
+		break;
 	case CLI_DETACH:
 	case CLI_STATUS:
 	case CLI_CBT_INFO:

@@ -39,6 +39,8 @@ struct cli_args {
 	bool help;			/* print the usage of cmd and exit 0 */
 	bool json;
 	bool wait;
+	bool from_tab;			/* attach --from-blksnaptab */
+	const char *tab;		/* attach --tab FILE */
 	const char *device;		/* attach, detach, status, cbt */
 	const char *snapshot;		/* destroy, store add, monitor, merge */
 	const char *store;		/* store add */

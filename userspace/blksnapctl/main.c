@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,73 @@ static int cmd_cbt_read(struct blksnap_ctx *ctx, const struct cli_args *a)
 	return r;
 }
 
+/* Merge progress: a bar on a terminal, a line every 10 % otherwise. */
+struct merge_view {
+	bool tty;
+	bool open_line;		/* the bar is on the current line */
+	int last_pct;
+};
+
+static void merge_show(uint64_t done, uint64_t total, void *data)
+{
+	static const char bar[] = "##############################";
+	struct merge_view *v = data;
+	int pct = total ? (int)(done * 100 / total) : 100;
+	int fill = pct * 30 / 100;
+
+	if (v->tty) {
+		printf("\rmerging [%.*s%*s] %3d%%  %" PRIu64 "/%" PRIu64 " chunks",
+		       fill, bar, 30 - fill, "", pct, done, total);
+		v->open_line = done < total;
+		if (!v->open_line)
+			putchar('\n');
+	} else if (v->last_pct < 0 || pct / 10 != v->last_pct / 10 || done == total) {
+		if (pct != v->last_pct)
+			printf("merge: %d%% (%" PRIu64 "/%" PRIu64 " chunks)\n", pct, done, total);
+	}
+	v->last_pct = pct;
+	fflush(stdout);
+}
+
+static int cmd_merge(struct blksnap_ctx *ctx, const struct cli_args *a)
+{
+	struct merge_view v = { .tty = isatty(STDOUT_FILENO), .last_pct = -1 };
+	int r;
+
+	r = blksnap_merge(ctx, a->snapshot, a->wait, merge_show, &v);
+	if (v.open_line)
+		putchar('\n');
+	fflush(stdout);
+	return r;
+}
+
+/*
+ * attach --from-blksnaptab: the origin of each entry acted on, one a line;
+ * one line on stderr for each entry that failed, then the count.
+ */
+static int cmd_attach_tab(struct blksnap_ctx *ctx, const struct cli_args *a)
+{
+	struct blksnap_tab_result *res;
+	size_t n;
+	int r;
+
+	r = blksnap_attach_tab(ctx, a->tab, a->device, &res, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (res[i].origin)
+			printf("%s\n", res[i].origin);
+		else
+			fprintf(stderr, "blksnapctl: %s\n", res[i].error);
+	}
+	blksnap_tab_results_free(res, n);
+	if (r)
+		fprintf(stderr, "blksnapctl: %s\n", blksnap_errmsg(ctx));
+	else if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(EIO));
+		r = -EIO;
+	}
+	return r;
+}
+
 /* Run the command; failures print their own line. */
 static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 {
@@ -81,6 +149,8 @@ static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 		printf("blksnapctl %s\n", blksnap_version());
 		break;
 	case CLI_ATTACH:
+		if (a->from_tab)
+			return cmd_attach_tab(ctx, a);
 		r = blksnap_attach(ctx, a->device, a->tracking_block, &o);
 		if (!r)
 			printf("%s\n", o->path);
@@ -166,7 +236,7 @@ static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 		r = blksnap_cbt_mark_dirty(ctx, a->device, a->extents, a->n_extents);
 		break;
 	case CLI_MERGE:
-		r = blksnap_merge(ctx, a->snapshot, a->wait);
+		r = cmd_merge(ctx, a);
 		break;
 	}
 	if (r)

@@ -34,7 +34,7 @@ static void json_origin_status(struct bs_json *j, const struct blksnap_origin_st
 	bs_json_string(j, "generation_uuid", st->generation_uuid);
 	bs_json_u64(j, "change_number", st->change_number);
 	bs_json_string(j, "state", blksnap_origin_state_name(st->state));
-	if (st->state == BLKSNAP_ORIGIN_MERGE) {
+	if (st->state == BLKSNAP_ORIGIN_MERGE || st->state == BLKSNAP_ORIGIN_MERGE_FAILED) {
 		bs_json_begin_object(j, "merge");
 		bs_json_u64(j, "done_chunks", st->merge_done_chunks);
 		bs_json_u64(j, "total_chunks", st->merge_total_chunks);
@@ -127,8 +127,10 @@ static void text_origin_status(FILE *f, const struct blksnap_origin *o)
 	fprintf(f, "tracking blocks: %" PRIu64 "\n", o->status.tracking_blocks);
 	fprintf(f, "generation:      %s\n", o->status.generation_uuid);
 	fprintf(f, "change number:   %u\n", o->status.change_number);
-	if (o->status.state == BLKSNAP_ORIGIN_MERGE)
-		fprintf(f, "state:           merge %" PRIu64 "/%" PRIu64 "\n",
+	if (o->status.state == BLKSNAP_ORIGIN_MERGE ||
+	    o->status.state == BLKSNAP_ORIGIN_MERGE_FAILED)
+		fprintf(f, "state:           %s %" PRIu64 "/%" PRIu64 " chunks\n",
+			blksnap_origin_state_name(o->status.state),
 			o->status.merge_done_chunks, o->status.merge_total_chunks);
 	else
 		fprintf(f, "state:           %s\n", blksnap_origin_state_name(o->status.state));

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libblksnap: creating, describing and removing snapshots, and their store.
+ * libblksnap: creating, describing, merging and removing snapshots, and
+ * their store.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,6 +457,16 @@ int blksnap_destroy(struct blksnap_ctx *ctx, const char *name)
 	/* Check every image before removing any. */
 	for (size_t i = 0; i < s->n_images; i++) {
 		const struct bs_sysdev *d = bs_system_by_name(&sys, s->images[i].name);
+		struct blksnap_origin *o = s->images[i].origin ?
+			bs_list_origin(l, s->images[i].origin) : NULL;
+
+		if (o && o->status_valid && o->status.state == BLKSNAP_ORIGIN_MERGE &&
+		    o->status.merge_done_chunks < o->status.merge_total_chunks) {
+			r = bs_err(ctx, EBUSY, "snapshot %s is being merged into %s (%" PRIu64 "/%" PRIu64 " chunks): removing it now would leave the origin half rolled back; 'blksnapctl merge %s --wait' waits and cleans up",
+				   name, o->name, o->status.merge_done_chunks,
+				   o->status.merge_total_chunks, name);
+			goto out;
+		}
 
 		if (d && d->dm.open_count > 0) {
 			r = bs_err(ctx, EBUSY, "image %s is in use (open count %d): unmount it first",
@@ -471,10 +484,190 @@ out:
 	return r;
 }
 
-int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait)
+/* Who keeps dm device @d open, for an error message. */
+static void holder_describe(const struct bs_sysdev *d, char *buf, size_t len)
 {
-	(void)wait;
-	return bs_err(ctx, EOPNOTSUPP, "merge is not yet supported (snapshot %s is left as it is)", name);
+	char path[128], *line = NULL;
+	size_t cap = 0;
+	struct dirent *e;
+	FILE *f;
+	DIR *dir;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && getline(&line, &cap, f) > 0) {
+		unsigned int ma, mi;
+		char mnt[1024];
+
+		if (sscanf(line, "%*s %*s %u:%u %*s %1023s", &ma, &mi, mnt) == 3 &&
+		    ma == d->dm.major && mi == d->dm.minor) {
+			snprintf(buf, len, "mounted on %s", mnt);
+			free(line);
+			fclose(f);
+			return;
+		}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", d->dm.major, d->dm.minor);
+	dir = opendir(path);
+	while (dir && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(buf, len, "held by %s", e->d_name);
+		closedir(dir);
+		return;
+	}
+	if (dir)
+		closedir(dir);
+	snprintf(buf, len, "open by a process, open count %d", d->dm.open_count);
+}
+
+/* The origin status of @name, read now. */
+static int merge_origin_status(struct blksnap_ctx *ctx, const char *name,
+			       struct blksnap_origin_status *st)
+{
+	struct bs_dmdev dev = { 0 };
+	int r;
+
+	r = bs_dm_query(ctx, name, 0, 0, BS_DM_STATUS, &dev);
+	if (!r && (!dev.exists || dev.n_targets != 1 ||
+		   strcmp(dev.targets[0].type, "blksnap-origin")))
+		r = bs_err(ctx, ENODEV, "origin %s went away during the merge", name);
+	if (!r)
+		r = blksnap_parse_origin_status(ctx, dev.targets[0].params, st);
+	bs_dmdev_clear(&dev);
+	return r;
+}
+
+/*
+ * Check that the snapshot can be merged: every image valid (or already
+ * merging), nothing holding an origin or an image open.
+ */
+static int merge_check(struct blksnap_ctx *ctx, const struct bs_system *sys,
+		       struct blksnap_list *l, const struct blksnap_snapshot *s)
+{
+	char why[1100];
+
+	if (!s->n_images)
+		return bs_err(ctx, ENOENT, "snapshot %s has no image to merge", s->name);
+	for (size_t i = 0; i < s->n_images; i++) {
+		const struct blksnap_image *img = &s->images[i];
+		struct blksnap_origin *o = img->origin ? bs_list_origin(l, img->origin) : NULL;
+		const struct bs_sysdev *od = o ? bs_system_by_name(sys, o->name) : NULL;
+		const struct bs_sysdev *id = bs_system_by_name(sys, img->name);
+
+		if (!o || !od || !o->status_valid || !img->status_valid)
+			return bs_err(ctx, ENODEV, "image %s has no readable origin: cannot merge it", img->name);
+		if (o->status.state == BLKSNAP_ORIGIN_MERGE)
+			continue;	/* started before: wait for it */
+		if (o->status.state == BLKSNAP_ORIGIN_MERGE_FAILED)
+			return bs_err(ctx, EIO, "the merge into %s failed after %" PRIu64 " of %" PRIu64 " chunks: those chunks hold the image's data, the others the origin's (see blksnapctl(8), MERGE)",
+				      o->name, o->status.merge_done_chunks, o->status.merge_total_chunks);
+		if (img->status.state != BLKSNAP_IMAGE_VALID)
+			return bs_err(ctx, EINVAL, "image %s is %s: only a valid image can be merged",
+				      img->name, blksnap_image_state_name(img->status.state));
+		if (od->dm.open_count > 0) {
+			holder_describe(od, why, sizeof(why));
+			return bs_err(ctx, EBUSY, "origin %s is in use (%s): a merge changes its data underneath; unmount it and stop the programs using it first",
+				      o->name, why);
+		}
+		if (id && id->dm.open_count > 0) {
+			holder_describe(id, why, sizeof(why));
+			return bs_err(ctx, EBUSY, "image %s is in use (%s): its I/O fails once the merge starts; unmount it first",
+				      img->name, why);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Sum the progress of the snapshot's origins. *@complete when every one is
+ * done; -EIO when one failed.
+ */
+static int merge_progress(struct blksnap_ctx *ctx, const struct blksnap_snapshot *s,
+			  uint64_t *done, uint64_t *total, bool *complete)
+{
+	struct blksnap_origin_status st;
+	int r;
+
+	*done = *total = 0;
+	*complete = true;
+	for (size_t i = 0; i < s->n_images; i++) {
+		r = merge_origin_status(ctx, s->images[i].origin, &st);
+		if (r)
+			return r;
+		if (st.state == BLKSNAP_ORIGIN_MERGE_FAILED)
+			return bs_err(ctx, EIO, "the merge into %s failed after %" PRIu64 " of %" PRIu64 " chunks (kernel log: 'dmesg | grep blksnap'); the images and the store are kept, see blksnapctl(8), MERGE",
+				      s->images[i].origin, st.merge_done_chunks, st.merge_total_chunks);
+		if (st.state != BLKSNAP_ORIGIN_MERGE)
+			return bs_err(ctx, EIO, "origin %s is not merging (state %s)", s->images[i].origin,
+				      blksnap_origin_state_name(st.state));
+		*done += st.merge_done_chunks;
+		*total += st.merge_total_chunks;
+		if (st.merge_done_chunks < st.merge_total_chunks)
+			*complete = false;
+	}
+	return 0;
+}
+
+int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait,
+		  blksnap_progress_fn fn, void *data)
+{
+	const struct timespec tick = { 0, 250 * 1000 * 1000 };
+	uint64_t done, total;
+	struct blksnap_snapshot *s;
+	struct blksnap_list *l;
+	struct bs_system sys;
+	bool complete;
+	int r;
+
+	r = bs_scan_model(ctx, &sys, &l);
+	if (r)
+		return r;
+	r = snapshot_find(ctx, l, name, &s);
+	if (!r)
+		r = merge_check(ctx, &sys, l, s);
+	for (size_t i = 0; !r && i < s->n_images; i++) {
+		struct blksnap_origin *o = bs_list_origin(l, s->images[i].origin);
+
+		if (o->status.state == BLKSNAP_ORIGIN_MERGE)
+			continue;
+		r = bs_dm_message(ctx, o->name, "merge", NULL);
+		if (r)
+			bs_err_prefix(ctx, r, "cannot start merging %s into %s%s", s->images[i].name,
+				      o->name, i ? " (the origins before it are merging)" : "");
+		else
+			bs_log(ctx, BLKSNAP_LOG_INFO, "%s: merging %s back; it reads as the image from now on",
+			       o->name, s->images[i].name);
+	}
+	while (!r) {
+		r = merge_progress(ctx, s, &done, &total, &complete);
+		if (r)
+			break;
+		if (fn)
+			fn(done, total, data);
+		if (complete)
+			break;
+		if (!wait) {
+			bs_log(ctx, BLKSNAP_LOG_INFO, "merge of %s runs in the background ('blksnapctl status %s' shows it); run 'blksnapctl merge %s' again once it is complete to remove the images and the store",
+			       name, name, name);
+			goto out;
+		}
+		nanosleep(&tick, NULL);
+	}
+	if (r)
+		goto out;
+	for (size_t i = 0; i < s->n_images && !r; i++)
+		r = bs_dm_remove(ctx, s->images[i].name, NULL);
+	if (!r && s->store_name)
+		r = bs_dm_remove(ctx, s->store_name, NULL);
+	if (!r)
+		bs_log(ctx, BLKSNAP_LOG_INFO, "merge of %s complete: images and store removed", name);
+out:
+	blksnap_list_free(l);
+	bs_system_clear(&sys);
+	return r;
 }
 
 /*---- Growing the store ----*/

@@ -22,6 +22,8 @@ const char *blksnap_origin_state_name(enum blksnap_origin_state state)
 		return "snap";
 	case BLKSNAP_ORIGIN_MERGE:
 		return "merge";
+	case BLKSNAP_ORIGIN_MERGE_FAILED:
+		return "merge_failed";
 	}
 	return "?";
 }
@@ -35,6 +37,8 @@ const char *blksnap_image_state_name(enum blksnap_image_state state)
 		return "overflow";
 	case BLKSNAP_IMAGE_FAILED:
 		return "failed";
+	case BLKSNAP_IMAGE_MERGING:
+		return "merging";
 	}
 	return "?";
 }
@@ -76,6 +80,7 @@ static int status_parse_ratio(const char *s, uint64_t *a, uint64_t *b)
 /*
  * <tracking_block_sectors> <tracking_blocks> <generation_uuid> <change_number> <state>
  * state: "-" | "snap" | "merge <done_chunks>/<total_chunks>"
+ *        | "merge_failed <done_chunks>/<total_chunks>"
  */
 int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 				struct blksnap_origin_status *st)
@@ -107,8 +112,8 @@ int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 		s.state = BLKSNAP_ORIGIN_IDLE;
 	} else if (!strcmp(w[4], "snap") && n == 5) {
 		s.state = BLKSNAP_ORIGIN_SNAP;
-	} else if (!strcmp(w[4], "merge") && n == 6) {
-		s.state = BLKSNAP_ORIGIN_MERGE;
+	} else if ((!strcmp(w[4], "merge") || !strcmp(w[4], "merge_failed")) && n == 6) {
+		s.state = w[4][5] ? BLKSNAP_ORIGIN_MERGE_FAILED : BLKSNAP_ORIGIN_MERGE;
 		if (status_parse_ratio(w[5], &s.merge_done_chunks, &s.merge_total_chunks) ||
 		    s.merge_done_chunks > s.merge_total_chunks)
 			goto bad;
@@ -125,7 +130,7 @@ bad:
 
 /*
  * <used_sectors>/<store_sectors> <chunk_sectors> <copied_chunks> <state>
- * state: "valid" | "overflow" | "failed"
+ * state: "valid" | "overflow" | "failed" | "merging"
  */
 int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 			       struct blksnap_image_status *st)
@@ -158,6 +163,8 @@ int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 		s.state = BLKSNAP_IMAGE_OVERFLOW;
 	else if (!strcmp(w[3], "failed"))
 		s.state = BLKSNAP_IMAGE_FAILED;
+	else if (!strcmp(w[3], "merging"))
+		s.state = BLKSNAP_IMAGE_MERGING;
 	else
 		goto bad;
 	bs_strv_free(w);
