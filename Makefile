@@ -9,9 +9,18 @@ BUILD := $(TOP)/build
 
 # The guest/build kernel: a release name, or 6.12 / 6.1 for the newest build
 # of that series on the Debian mirror. Resolved once per make run.
+# KERNEL=debug: the debug kernel of `make debug-kernel` instead, from its
+# cache in ~/.cache/blksnap/debug-kernel/ (never built implicitly).
 KVER ?=
+KERNEL ?=
+ifeq ($(KERNEL),debug)
+DEBUG_KERNEL := $(shell $(TOP)/scripts/debug-kernel path 2>/dev/null)
+KREL := $(if $(DEBUG_KERNEL),$(shell cat $(DEBUG_KERNEL)/release),no-debug-kernel)
+KDIR ?= $(DEBUG_KERNEL)/build
+else
 KREL := $(shell KVER=$(KVER) $(TOP)/scripts/deps resolve 2>/dev/null)
 KDIR ?= /lib/modules/$(KREL)/build
+endif
 KMOD_DIR := $(BUILD)/kmod/$(KREL)
 
 VERSION := 0.1.0
@@ -35,7 +44,8 @@ LIB_A := $(BUILD)/lib/libblksnap.a
 LIB_SO := $(BUILD)/lib/libblksnap.so.$(SOVERSION)
 CLI := $(if $(CLI_SRCS),$(BUILD)/bin/blksnapctl)
 
-.PHONY: all help deps module userspace unit check demo bench clean install uninstall
+.PHONY: all help deps module userspace unit check demo bench clean install uninstall \
+	debug-kernel check-debug
 .DEFAULT_GOAL := all
 
 all: module userspace
@@ -47,6 +57,11 @@ help:
 	@echo "make demo       the main job end to end in a QEMU guest"
 	@echo "make bench      performance vs dm-linear and dm-snapshot (build/bench/report.md)"
 	@echo "make KVER=6.1   build the module against Debian's 6.1 headers"
+	@echo "make debug-kernel  build the debug kernel (KASAN, lockdep, kmemleak; 30-60 min,"
+	@echo "                cached in ~/.cache/blksnap/debug-kernel/); make check then runs"
+	@echo "                the tests marked '# lanes: debug' on it too"
+	@echo "make check-debug   every integration test on the debug kernel (hours)"
+	@echo "make KERNEL=debug  build the module against the debug kernel"
 	@echo "make clean      remove build/ and kernel build products"
 	@echo "make install    install blksnapctl, libblksnap, udev rules, units, docs and the"
 	@echo "                module sources for DKMS (PREFIX=/usr/local, DESTDIR: stage only)"
@@ -59,7 +74,11 @@ deps:
 # Built out of tree in build/kmod/<release>/ so that modules for several
 # kernels can live side by side; the sources are linked in from drivers/md.
 module:
+ifeq ($(KERNEL),debug)
+	@test -n "$(DEBUG_KERNEL)" || { echo "no debug kernel built (make debug-kernel)" >&2; exit 1; }
+else
 	@KVER=$(KREL) $(TOP)/scripts/deps kernel
+endif
 	@mkdir -p $(KMOD_DIR)
 	@for f in $(TOP)/drivers/md/Kbuild $(TOP)/drivers/md/*.[ch]; do \
 		ln -sf $$f $(KMOD_DIR)/; done
@@ -99,6 +118,19 @@ check:
 	@$(TOP)/scripts/deps all
 	@$(MAKE) --no-print-directory all unit
 	@KVER=$(KREL) $(TOP)/tests/check $(if $(T),--only $(T))
+
+# The debug kernel lane (Documentation/reliability.md): the kernel is built
+# once into the cache; check-debug runs every integration test on it.
+debug-kernel:
+	@$(TOP)/scripts/deps packages
+	@$(TOP)/scripts/deps debug-source
+	@$(TOP)/scripts/debug-kernel build
+
+check-debug:
+	@$(TOP)/scripts/deps all
+	@$(TOP)/scripts/debug-kernel path > /dev/null
+	@$(MAKE) --no-print-directory all
+	@$(TOP)/tests/check --no-unit --kernel debug $(if $(T),--only $(T))
 
 demo:
 	@$(TOP)/scripts/deps all
@@ -148,6 +180,7 @@ install: userspace
 	$(INSTALL) -D -m 0644 $(TOP)/userspace/blksnapctl/blksnapctl.bash-completion \
 		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl
 	$(INSTALL) -D -m 0644 $(TOP)/udev/56-dm-blksnap.rules $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules
+	$(SUBST) $(TOP)/udev/69-dm-blksnap-attach.rules.in > $(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules
 	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(SUBST) $(TOP)/systemd/blksnap-monitor@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
 	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/blksnap
@@ -190,6 +223,7 @@ endif
 		$(DESTDIR)$(LIBDIR)/libblksnap.a $(DESTDIR)$(INCLUDEDIR)/blksnap.h \
 		$(DESTDIR)$(PKGCONFIGDIR)/libblksnap.pc $(DESTDIR)$(MANDIR)/man8/blksnapctl.8 \
 		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules \
+		$(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@for f in blksnaptab monitor.conf; do \
