@@ -30,18 +30,18 @@ writes() { # writes X COUNT
 		model_dd /dev/mapper/sorig_$x $IMG_TMP/model.$x $off $len direct || return
 	done
 }
-writes a 150 &
+writes a 80 &
 wa=$!
 at_exit "kill $wa"
-writes b 150 &
+writes b 80 &
 wb=$!
 at_exit "kill $wb"
 dev_sha /dev/mapper/simg_a > $IMG_TMP/read.a &
 ra=$!
 dev_sha /dev/mapper/simg_b > $IMG_TMP/read.b &
 rb=$!
-check "origin a: 150 random writes (4..256 KiB) finished" wait $wa
-check "origin b: 150 random writes (4..256 KiB) finished" wait $wb
+check "origin a: 80 random writes (4..256 KiB) finished" wait $wa
+check "origin b: 80 random writes (4..256 KiB) finished" wait $wb
 check "image reads during the writes finished" wait $ra $rb
 for x in a b; do
 	check_eq "image $x: read during the writes equals the pre-image" \

@@ -1,6 +1,6 @@
 #!/bin/bash
 # merge with dmsetup alone: the origin reads as the image at once, writes during the merge, CBT after, store errors, removals
-# vm: --disks 2 --disk-size 128M --timeout 900 --modules dm-delay
+# vm: --disks 2 --disk-size 64M --timeout 900 --modules dm-delay
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"
@@ -159,7 +159,7 @@ check "image 1 created" new_image
 snap1=$M_LAST_TAKE
 check "origin: 80 random writes" random_writes $origin $omodel 80
 check "image: 80 random writes" random_writes $image $imodel 80
-check "image: 2 MiB at 64 MiB" iwrite $((64 << 20)) $((2 << 20))
+check "image: 2 MiB at 40 MiB" iwrite $((40 << 20)) $((2 << 20))
 check "origin: the last 4 KiB" owrite $((size - 4096)) 4096
 check "image: the last 1 KiB" iwrite $((size - 1024)) 1024
 check_same "image before the merge" $image $imodel $cb
@@ -236,7 +236,7 @@ note "region chunks: $OUT (readable, unreadable)"
 check_eq "merged chunks read as the image, the rest fail" "$done_chunks $((rlen / cb - done_chunks))" "$OUT"
 expect_fail "a write to an unmerged chunk fails" \
 	dd if=/dev/zero of=$origin bs=4096 count=1 seek=$(((region + rlen) / cb - 1)) oflag=direct status=none
-check "a write outside the merge passes" owrite $((100 << 20)) 4096
+check "a write outside the merge passes" owrite $((60 << 20)) 4096
 check "image removed" dmsetup remove mimg
 check_eq "the failure stays in the origin's status" "merge_failed $done_chunks/$copied" "$(merge_state)"
 expect_errno "merge without an image: ENOENT" "No such file or directory" dm_message morig merge
