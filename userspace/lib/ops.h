@@ -23,6 +23,10 @@ int bs_find_origin(struct blksnap_ctx *ctx, const struct bs_system *sys,
 int bs_scan_model(struct blksnap_ctx *ctx, struct bs_system *sys,
 		  struct blksnap_list **list);
 
+/* The current status of the origin @name; -ENODEV if it is gone. */
+int bs_origin_status(struct blksnap_ctx *ctx, const char *name,
+		     struct blksnap_origin_status *st);
+
 /* Fill the filesystem fields of an origin (best effort). */
 void bs_origin_probe_fs(struct blksnap_origin *o);
 

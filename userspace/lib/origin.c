@@ -444,8 +444,8 @@ out:
 	return r;
 }
 
-static int cbt_status(struct blksnap_ctx *ctx, const char *name,
-		      struct blksnap_origin_status *st)
+int bs_origin_status(struct blksnap_ctx *ctx, const char *name,
+		     struct blksnap_origin_status *st)
 {
 	struct bs_dmdev d;
 	int r;
@@ -484,7 +484,7 @@ int blksnap_cbt_changes(struct blksnap_ctx *ctx, const char *device,
 	if (r)
 		goto out;
 	*n = bs_extents_merge(*ext, *n);
-	r = cbt_status(ctx, name, &after);
+	r = bs_origin_status(ctx, name, &after);
 	if (r)
 		goto out;
 	if (strcmp(before.generation_uuid, after.generation_uuid)) {

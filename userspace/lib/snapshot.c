@@ -523,23 +523,6 @@ static void holder_describe(const struct bs_sysdev *d, char *buf, size_t len)
 	snprintf(buf, len, "open by a process, open count %d", d->dm.open_count);
 }
 
-/* The origin status of @name, read now. */
-static int merge_origin_status(struct blksnap_ctx *ctx, const char *name,
-			       struct blksnap_origin_status *st)
-{
-	struct bs_dmdev dev = { 0 };
-	int r;
-
-	r = bs_dm_query(ctx, name, 0, 0, BS_DM_STATUS, &dev);
-	if (!r && (!dev.exists || dev.n_targets != 1 ||
-		   strcmp(dev.targets[0].type, "blksnap-origin")))
-		r = bs_err(ctx, ENODEV, "origin %s went away during the merge", name);
-	if (!r)
-		r = blksnap_parse_origin_status(ctx, dev.targets[0].params, st);
-	bs_dmdev_clear(&dev);
-	return r;
-}
-
 /*
  * Check that the snapshot can be merged: every image valid (or already
  * merging), nothing holding an origin or an image open.
@@ -594,7 +577,7 @@ static int merge_progress(struct blksnap_ctx *ctx, const struct blksnap_snapshot
 	*done = *total = 0;
 	*complete = true;
 	for (size_t i = 0; i < s->n_images; i++) {
-		r = merge_origin_status(ctx, s->images[i].origin, &st);
+		r = bs_origin_status(ctx, s->images[i].origin, &st);
 		if (r)
 			return r;
 		if (st.state == BLKSNAP_ORIGIN_MERGE_FAILED)
