@@ -28,10 +28,12 @@ check_eq "origin state is snap" snap "$(status_field dorig 5)"
 cp $pre $model
 
 # fio on 0..48M: three jobs in their own 16M slices, direct and buffered, mixed sizes.
+# Each job writes its whole slice (checked below); --runtime only stops a
+# runaway, with room for the debug kernel (which needs more than 150 s).
 fio_out=$IMG_TMP/fio.json
 fio --output-format=json --output=$fio_out --filename=$origin \
 	--ioengine=psync --rw=randwrite --verify=crc32c --do_verify=1 --randrepeat=0 \
-	--runtime=150 --size=16M \
+	--runtime=1200 --size=16M \
 	--name=direct4 --offset=0 --direct=1 --bssplit=4k/50:16k/30:64k/20 \
 	--name=buffered --offset=16M --direct=0 --bssplit=512/20:8k/40:128k/40 \
 	--name=direct512 --offset=32M --direct=1 --bssplit=512/30:1k/30:12k/40 &
