@@ -26,9 +26,10 @@ check "image with 4 KiB chunks" image_create smimg $real $store 8
 # Unreclaimable memory: a file in the guest's tmpfs.
 check "${ballast} MiB of tmpfs ballast" dd if=/dev/zero of=$IMG_TMP/ballast bs=1M count="$ballast" status=none
 note "memory with the ballast: $(grep -E 'MemAvailable' /proc/meminfo | tr -s ' ')"
-# One sequential pass over each half: every chunk of the origin is copied.
-vf_bg ow0 "$VF" write $origin $om 1 --pass --part 0/2 --max-blocks 64 --seconds 400 --quiet
-vf_bg ow1 "$VF" write $origin $om 1 --pass --part 1/2 --max-blocks 256 --buffered --seconds 400 --quiet
+# One sequential pass over each half: every chunk of the origin is copied
+# (--seconds only stops a runaway; the debug kernel is slow).
+vf_bg ow0 "$VF" write $origin $om 1 --pass --part 0/2 --max-blocks 64 --seconds 1800 --quiet
+vf_bg ow1 "$VF" write $origin $om 1 --pass --part 1/2 --max-blocks 256 --buffered --seconds 1800 --quiet
 vf_bg iw0 "$VF" write $image $im 2 --seconds 20 --max-blocks 16 --quiet
 vf_bg ir "$VF" read $image $im --seconds 20 --max-blocks 64 --quiet
 for w in ow0 ow1 iw0 ir; do vf_wait $w; done
