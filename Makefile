@@ -44,7 +44,7 @@ LIB_A := $(BUILD)/lib/libblksnap.a
 LIB_SO := $(BUILD)/lib/libblksnap.so.$(SOVERSION)
 CLI := $(if $(CLI_SRCS),$(BUILD)/bin/blksnapctl)
 
-.PHONY: all help deps module userspace unit check demo bench clean install uninstall \
+.PHONY: all help deps module userspace unit tools check demo bench clean install uninstall \
 	debug-kernel check-debug
 .DEFAULT_GOAL := all
 
@@ -111,12 +111,21 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 
 unit: $(UNIT_BINS)
 
+# Helpers the integration tests run in the guest (the host's userspace).
+TOOLS := $(BUILD)/tools/devcmp
+
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BLKSNAP_CFLAGS) $(CFLAGS) -o $@ $<
+
+tools: $(TOOLS)
+
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d)
 
 # ---- tests, demo ---------------------------------------------------------
 check:
 	@$(TOP)/scripts/deps all
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit tools
 	@KVER=$(KREL) $(TOP)/tests/check $(if $(T),--only $(T))
 
 # The debug kernel lane (Documentation/reliability.md): the kernel is built
@@ -129,7 +138,7 @@ debug-kernel:
 check-debug:
 	@$(TOP)/scripts/deps all
 	@$(TOP)/scripts/debug-kernel path > /dev/null
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all tools
 	@$(TOP)/tests/check --no-unit --kernel debug $(if $(T),--only $(T))
 
 demo:
