@@ -9,6 +9,8 @@
 #   image_used / image_store_sectors NAME   the two halves of field 1
 #   dm_events NAME                the device's dm event counter
 #   linear_create NAME DEV START LEN [DEV START LEN]...  dm-linear segments, removed at exit
+#   scsi_debug_load [ARGS...]     load scsi_debug with ARGS (unloaded at exit); 1 if it cannot
+#   scsi_debug_disk               its disk's name (sdX), once the node exists; empty if none
 #   fill_random DEV MODEL BYTES   random data on DEV from byte 0, also saved in MODEL
 #   model_dd DEV MODEL OFF LEN [direct]  LEN random bytes at byte OFF of DEV and MODEL
 #   dev_read DEV [OFF LEN]        DEV's bytes (direct I/O when 512-aligned) to stdout
@@ -66,6 +68,24 @@ linear_create() { # linear_create NAME DEV START LEN [DEV START LEN]...
 	done
 	printf '%s' "$table" | dmsetup create "$name" || return
 	at_exit "_dm_remove $name"
+}
+
+scsi_debug_load() { # scsi_debug_load [MODULE_ARGS...]: load scsi_debug (unloaded at exit)
+	# No udevd in the guest: the SCSI disk driver is loaded by hand.
+	modprobe sd_mod 2> /dev/null && modprobe scsi_debug "$@" 2> /dev/null || return 1
+	at_exit "modprobe -r scsi_debug"
+}
+
+scsi_debug_disk() { # scsi_debug_disk: the scsi_debug disk's name (sdX), waited for; empty if none
+	local sd= b
+	for _ in $(seq 100); do
+		for b in /sys/block/sd*; do
+			[ -e "$b/device/model" ] && grep -q scsi_debug "$b/device/model" && sd=${b##*/}
+		done
+		[ -n "$sd" ] && [ -b "/dev/$sd" ] && break
+		sleep 0.2
+	done
+	echo "$sd"
 }
 
 fill_random() { # fill_random DEV MODEL BYTES

@@ -1698,17 +1698,27 @@ static void image_status(struct dm_target *ti, status_type_t type,
 	}
 }
 
+/*
+ * Both devices: a read of a copied chunk goes to the store, so the image's
+ * limits stack the store's too. A 4Kn store under a 512-byte real device
+ * makes a 4096-byte image, rather than one whose 512-byte reads of copied
+ * chunks fail on the store (dm-snapshot does the same with its COW device).
+ */
 static int image_iterate_devices(struct dm_target *ti,
 				 iterate_devices_callout_fn fn, void *data)
 {
 	struct image_c *ic = ti->private;
+	int r;
 
-	return fn(ti, ic->real, 0, ti->len, data);
+	r = fn(ti, ic->real, 0, ti->len, data);
+	if (!r)
+		r = fn(ti, ic->store, 0, bdev_nr_sectors(ic->store->bdev), data);
+	return r;
 }
 
 static struct target_type image_target = {
 	.name = "blksnap-image",
-	.version = {1, 1, 0},
+	.version = {1, 1, 1},
 	.module = THIS_MODULE,
 	.ctr = image_ctr,
 	.dtr = image_dtr,

@@ -66,17 +66,8 @@ check_eq "(v2) origin state is '-'" - "$(status_field svorig 5)"
 
 # ---- (v3) a SCSI disk store deleted (hot unplug) ---------------------------
 note "(v3) scsi_debug store deleted through sysfs mid-snapshot"
-# No udevd in the guest: load the SCSI disk driver by hand.
-if modprobe sd_mod 2> /dev/null && modprobe scsi_debug dev_size_mb=96 2> /dev/null; then
-	at_exit "modprobe -r scsi_debug"
-	sd=
-	for _ in $(seq 100); do
-		for b in /sys/block/sd*; do
-			[ -e "$b/device/model" ] && grep -q scsi_debug "$b/device/model" && sd=${b##*/}
-		done
-		[ -n "$sd" ] && [ -b /dev/$sd ] && break
-		sleep 0.2
-	done
+if scsi_debug_load dev_size_mb=160; then # more than the origin: it cannot overflow first
+	sd=$(scsi_debug_disk)
 	check "(v3) scsi_debug disk present" test -n "$sd" -a -b "/dev/$sd"
 	note "(v3) store is /dev/$sd"
 	check "(v3) image created" image_create svimg $real /dev/$sd 8
