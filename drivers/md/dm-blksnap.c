@@ -128,7 +128,12 @@ static void store_put(struct blksnap_store *st)
 	mutex_unlock(&store_mutex);
 }
 
-/* Allocate @len sectors below @limit. Returns 0 and *@start, or -ENOSPC. */
+/*
+ * Allocate @len sectors below @limit, the store's size now. Returns 0 and
+ * *@start; -ENOSPC when the store is full; -ENODEV when it is smaller than
+ * the space it has handed out, or empty: it shrank or went away (a deleted
+ * disk's capacity drops to 0 before its I/O starts failing).
+ */
 static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
 		       sector_t *start)
 {
@@ -136,6 +141,10 @@ static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
 	int r = -ENOSPC;
 
 	spin_lock(&st->lock);
+	if (!limit || limit < st->hwm) {
+		r = -ENODEV;
+		goto out;
+	}
 	list_for_each_entry(e, &st->free, list) {
 		if (e->len >= len && e->start + len <= limit) {
 			*start = e->start;
@@ -466,10 +475,16 @@ static void chunk_copy(struct blksnap_snap *s, struct blksnap_pending *p,
 /* Allocate store space for @p and start copying its chunk there. */
 static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
 {
-	if (store_alloc(s->store, s->chunk_sectors,
-			bdev_nr_sectors(s->store_bdev), &p->store_sector)) {
+	int r = store_alloc(s->store, s->chunk_sectors,
+			    bdev_nr_sectors(s->store_bdev), &p->store_sector);
+
+	if (r) {
 		spin_lock_irq(&s->lock);
-		__snap_invalidate(s, SNAP_OVERFLOW, "the store is full");
+		if (r == -ENOSPC)
+			__snap_invalidate(s, SNAP_OVERFLOW, "the store is full");
+		else
+			__snap_invalidate(s, SNAP_FAILED,
+					  "the store shrank below its used space or went away");
 		__pending_release(s, p);
 		spin_unlock_irq(&s->lock);
 		queue_work(blksnap_wq, &s->retry_work);

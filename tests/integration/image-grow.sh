@@ -1,5 +1,5 @@
 #!/bin/bash
-# a dm-linear store grown by a reload is used at once; low_water fires once per crossing and re-arms
+# a dm-linear store grown by a reload is used at once; low_water fires once per crossing and re-arms; a store reloaded smaller than its used space fails the image
 # vm: --disks 2 --disk-size 128M --timeout 400
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
@@ -69,3 +69,16 @@ check_same "image equals the pre-image" $image $pre 4096
 check_same "origin equals the model" $origin $model 4096
 check_eq "the image's chunks in the second segment read back (sha256)" \
 	"$(sha256sum < $pre | cut -d' ' -f1)" "$(dev_sha $image)"
+
+# A store reloaded smaller than the space in use has lost chunks: the next
+# allocation turns the image failed (not overflow); the origin carries on.
+ev=$(dm_events grimg)
+check "store suspended again" dmsetup suspend grstore
+check "store loaded with the first segment only (8192 sectors, 15360 in use)" \
+	dmsetup load grstore --table "$seg1"
+check "store resumed (4 MiB)" dmsetup resume grstore
+check "origin: a write that needs a copy" wr 4096
+check_eq "image state is failed" failed "$(image_field grimg 4)"
+check "the image raised an event" test "$(dm_events grimg)" -gt "$ev"
+check "the kernel log names the cause" sh -c "dmesg | grep -q 'failed: the store shrank below its used space'"
+check_same "origin equals the model" $origin $model 4096
