@@ -156,3 +156,31 @@ check_eq "the attach rule left the images, the store and the layers alone" \
 ctl_ok "destroy" destroy udevsnap
 ctl_ok "detach lin" detach lin
 check "no udev cookie is left" sync_ok
+
+# ---- the attach rule under systemd: a transient unit ----------------------------
+# No systemd runs in the guest: /run/systemd/system says it does, and a
+# stand-in systemd-run records its arguments and runs the command detached,
+# as --no-block does. Only in the guest, whose root is a throwaway overlay.
+[ "$(findmnt -n -o FSTYPE /)" = overlay ] && [ -d /vm-out ] ||
+	die "not in the test guest: refusing to replace /usr/bin/systemd-run"
+note "the rule's systemd branch, with a stand-in systemd-run"
+ctl_ok "detach ${loop_listed#/dev/}" detach "$loop_listed"
+losetup -d "$loop_listed"
+mkdir -p /run/systemd/system
+at_exit "rmdir /run/systemd/system"
+printf '%s\n' '#!/bin/sh' \
+	"echo \"\$*\" >> $work/systemd-run.log" \
+	'while [ $# -gt 0 ]; do case $1 in --*) shift ;; *) break ;; esac; done' \
+	'"$@" < /dev/null > /dev/null 2>&1 &' > /usr/bin/systemd-run
+chmod +x /usr/bin/systemd-run
+loop_listed=$(losetup -f --show "$work/tabloop.img")
+at_exit "losetup -d $loop_listed"
+at_exit "blksnapctl detach $loop_listed"
+k=${loop_listed#/dev/}
+check "the rule attached the new $k through systemd-run (within 60 s)" wait_for 60 attached "$k"
+sed 's/^/#   systemd-run /' "$work/systemd-run.log"
+check_eq "systemd-run made a no-block transient unit named after the device" \
+	"--no-block --quiet --collect --property=DefaultDependencies=no --unit=blksnap-attach-$k $BLKSNAP_TOP/build/bin/blksnapctl attach --from-blksnaptab $loop_listed" \
+	"$(grep -- "--unit=blksnap-attach-$k " "$work/systemd-run.log" | sort -u)"
+ctl_ok "detach $k" detach "$loop_listed"
+check "no udev cookie is left" sync_ok
