@@ -19,6 +19,10 @@ check "real device stamped" vf_init $real $om 1
 check "blksnap-origin over $real" origin_create svorig $real
 
 failed_image_checks() { # failed_image_checks LABEL EVENTS_BEFORE
+	# More origin writes now that the store is gone: on a slow kernel the
+	# first writers may have ended before it went, with no copy since.
+	vf_writers ow $origin $om 1 2 3
+	vf_wait_writers 0
 	check "($1) image turns failed" wait_state svimg failed 60
 	check "($1) image raised a dm event" test "$(dm_events svimg)" -gt "$2"
 	expect_errno "($1) image read fails with EIO" "Input/output error" \
