@@ -7,7 +7,7 @@ set -euo pipefail
 
 # A read of a copied chunk goes to the store. Were the image to keep the
 # real device's 512-byte blocks, a 512-byte read of a copied chunk would
-# reach a 4096-byte store misaligned and fail there (and fail the image).
+# reach a 4096-byte store misaligned and fail there.
 real=/dev/vda
 origin=/dev/mapper/bsorig
 image=/dev/mapper/bsimg
