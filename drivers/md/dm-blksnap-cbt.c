@@ -44,7 +44,7 @@ unsigned int blksnap_default_block_sectors(sector_t dev_sectors)
 	return sectors;
 }
 
-/* Must be called with t->lock held and the gate closed. */
+/* Must be called with t->lock and t->map_lock held and the gate closed. */
 static void __new_generation(struct blksnap_tracker *t)
 {
 	uuid_gen(&t->generation);
@@ -92,13 +92,13 @@ void blksnap_cbt_mark_snapshot(struct blksnap_tracker *t, sector_t sector,
 }
 
 /*
- * A take in the CBT sense. Must be called with t->lock held and the gate
- * closed. Returns the snapshot's number.
+ * A take in the CBT sense. Must be called with t->lock and t->map_lock held
+ * and the gate closed. Returns the snapshot's number.
  */
 int __blksnap_cbt_take(struct blksnap_tracker *t)
 {
 	if (t->change_number == 255) {
-		DMINFO("%d:%d: change number 255 reached, new CBT generation",
+		DMINFO("%u:%u: change number 255 reached, new CBT generation",
 		       MAJOR(t->dev), MINOR(t->dev));
 		__new_generation(t);
 	}
@@ -111,13 +111,18 @@ int __blksnap_cbt_take(struct blksnap_tracker *t)
 
 int blksnap_cbt_take(struct blksnap_tracker *t, u8 *number)
 {
+	/* Answer at once while an image exists, even if @lock is busy. */
+	if (READ_ONCE(t->image_claimed))
+		return -EBUSY;
 	mutex_lock(&t->lock);
 	if (t->image_claimed) {
 		mutex_unlock(&t->lock);
 		return -EBUSY;
 	}
 	blksnap_gate_close(t);
+	mutex_lock(&t->map_lock);
 	*number = __blksnap_cbt_take(t);
+	mutex_unlock(&t->map_lock);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 	return 0;
@@ -127,7 +132,9 @@ void blksnap_cbt_reset(struct blksnap_tracker *t)
 {
 	mutex_lock(&t->lock);
 	blksnap_gate_close(t);
+	mutex_lock(&t->map_lock);
 	__new_generation(t);
+	mutex_unlock(&t->map_lock);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 }
@@ -150,14 +157,14 @@ bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio)
 	unsigned long flags;
 
 	if (likely(percpu_ref_tryget_live(&t->writes)))
-		return true;
+		goto entered;
 
 	spin_lock_irqsave(&t->deferred_lock, flags);
 	if (!t->gate_closed) {
 		/* The gate opened between the try and the lock. */
 		spin_unlock_irqrestore(&t->deferred_lock, flags);
 		if (percpu_ref_tryget_live(&t->writes))
-			return true;
+			goto entered;
 		spin_lock_irqsave(&t->deferred_lock, flags);
 	}
 	bio_list_add(&t->deferred, bio);
@@ -165,6 +172,16 @@ bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio)
 	if (!READ_ONCE(t->gate_closed))
 		queue_work(gate_wq, &t->deferred_work);
 	return false;
+
+entered:
+	/*
+	 * The per-cpu tryget orders only loads that depend on the counter's
+	 * address; pair with the release in percpu_ref_resurrect() so that
+	 * the snapshot pointer and change number published with the gate
+	 * closed are seen (free on x86, needed on arm64 and POWER).
+	 */
+	smp_rmb();
+	return true;
 }
 
 void blksnap_gate_exit(struct blksnap_tracker *t)
@@ -283,10 +300,13 @@ static struct blksnap_tracker *tracker_create(dev_t dev, struct mapped_device *m
 	INIT_LIST_HEAD(&t->list);
 	t->dev = dev;
 	t->md = md;
+	t->origin_dev = disk_devt(dm_disk(md));
+	strscpy(t->origin_name, dm_disk(md)->disk_name, sizeof(t->origin_name));
 	t->dev_sectors = dev_sectors;
 	t->block_shift = ilog2(block_sectors);
 	t->nr_blocks = nr_blocks;
 	mutex_init(&t->lock);
+	mutex_init(&t->map_lock);
 	init_waitqueue_head(&t->drain_wq);
 	spin_lock_init(&t->deferred_lock);
 	bio_list_init(&t->deferred);
@@ -387,7 +407,7 @@ static int msg_cbt_read(struct blksnap_tracker *t, char **argv, char *result,
 	if (parse_u64("cbt_read offset", argv[1], &offset) ||
 	    parse_u64("cbt_read count", argv[2], &count))
 		return -EINVAL;
-	mutex_lock(&t->lock);
+	mutex_lock(&t->map_lock);
 	if (!t->snap_taken) {
 		DMWARN("cbt_read: no snapshot taken in this generation");
 		r = -ENODATA;
@@ -404,7 +424,7 @@ static int msg_cbt_read(struct blksnap_tracker *t, char **argv, char *result,
 			DMEMIT("%02x", t->snap_map[offset + i]);
 		r = 1;
 	}
-	mutex_unlock(&t->lock);
+	mutex_unlock(&t->map_lock);
 	return r;
 }
 
@@ -421,9 +441,9 @@ static int msg_cbt_changes(struct blksnap_tracker *t, char **argv,
 		DMWARN("cbt_changes: '%s' is not a change number (0..255)", argv[1]);
 		return -EINVAL;
 	}
-	mutex_lock(&t->lock);
+	mutex_lock(&t->map_lock);
 	if (!t->snap_taken) {
-		mutex_unlock(&t->lock);
+		mutex_unlock(&t->map_lock);
 		DMWARN("cbt_changes: no snapshot taken in this generation");
 		return -ENODATA;
 	}
@@ -433,7 +453,7 @@ static int msg_cbt_changes(struct blksnap_tracker *t, char **argv,
 				       t->dev_sectors, &sector, &sectors);
 		DMEMIT("%s%llu+%llu", sz ? " " : "", sector, sectors);
 	}
-	mutex_unlock(&t->lock);
+	mutex_unlock(&t->map_lock);
 	return 1;
 }
 
@@ -451,10 +471,11 @@ static int msg_cbt_mark_dirty(struct blksnap_tracker *t, char **argv)
 		       sector, sectors, (unsigned long long)t->dev_sectors);
 		return -EINVAL;
 	}
-	mutex_lock(&t->lock);
+	/* A take copies the map under @map_lock: one side of it or the other. */
+	mutex_lock(&t->map_lock);
 	blksnap_cbt_mark(t, sector, sectors);
 	blksnap_cbt_mark_snapshot(t, sector, sectors);
-	mutex_unlock(&t->lock);
+	mutex_unlock(&t->map_lock);
 	return 0;
 }
 

@@ -36,10 +36,11 @@
 #include <linux/device-mapper.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/hash.h>
+#include <linux/kernfs.h>
 #include <linux/log2.h>
 #include <linux/mempool.h>
+#include <linux/rbtree.h>
 #include <linux/rhashtable.h>
-#include <linux/sort.h>
 #include <linux/vmalloc.h>
 
 #include "dm-blksnap.h"
@@ -48,12 +49,19 @@
 #define BLKSNAP_MAX_CHUNK	131072U
 #define PENDING_HASH_BITS	8
 #define PENDING_POOL_MIN	64
-/* Copies started for one origin bio before it waits for the first. */
+/* Chunks one pass over an origin bio takes on before it waits for the first. */
 #define COW_BATCH		16
+/* Copies in flight per snapshot: 64 MiB worth of chunks, 64 to 1024 copies. */
+#define COW_INFLIGHT_BYTES	(64U << 20)
+#define COW_INFLIGHT_MIN	64U
+#define COW_INFLIGHT_MAX	1024U
 /* Chunks the merge sweep copies back at once. */
 #define MERGE_INFLIGHT		8
 /* The copied bitmap is limited like the CBT map: 2^31 chunks. */
 #define BLKSNAP_MAX_CHUNKS	(1UL << 31)
+/* A copy that has not settled after this many seconds fails the snapshot. */
+#define COPY_TIMEOUT_DEFAULT	60U
+#define COPY_TIMEOUT_MAX	86400U
 
 static struct kmem_cache *exception_cache;
 static struct kmem_cache *pending_cache;
@@ -65,20 +73,22 @@ static struct workqueue_struct *blksnap_wq;
  * One pool per store device, shared by every image that names it. Space is
  * handed out from the high-water mark upwards, or from extents that removed
  * images gave back; the device's size at the time of each allocation is the
- * limit, so a store that grows is used at once.
+ * limit, so a store that grows is used at once. The free extents live in an
+ * rbtree by start, so that giving back the chunks of an image whose copies
+ * interleave with another's costs O(log n) each, not a walk of the list.
  */
 struct blksnap_store {
 	struct list_head list;		/* store_list */
 	struct kref kref;
 	dev_t dev;
-	spinlock_t lock;
+	spinlock_t lock;		/* protects the fields below */
 	sector_t hwm;			/* never handed out at or above */
 	sector_t used;			/* sectors in use */
-	struct list_head free;		/* struct store_extent, sorted */
+	struct rb_root free;		/* struct store_extent, by start */
 };
 
 struct store_extent {
-	struct list_head list;
+	struct rb_node node;
 	sector_t start;
 	sector_t len;
 };
@@ -102,7 +112,7 @@ static struct blksnap_store *store_get(dev_t dev)
 		kref_init(&st->kref);
 		st->dev = dev;
 		spin_lock_init(&st->lock);
-		INIT_LIST_HEAD(&st->free);
+		st->free = RB_ROOT;
 		list_add(&st->list, &store_list);
 	}
 out:
@@ -116,7 +126,7 @@ static void store_release(struct kref *kref)
 	struct store_extent *e, *n;
 
 	list_del(&st->list);
-	list_for_each_entry_safe(e, n, &st->free, list)
+	rbtree_postorder_for_each_entry_safe(e, n, &st->free, node)
 		kfree(e);
 	kfree(st);
 }
@@ -138,6 +148,7 @@ static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
 		       sector_t *start)
 {
 	struct store_extent *e;
+	struct rb_node *n;
 	int r = -ENOSPC;
 
 	spin_lock(&st->lock);
@@ -145,18 +156,22 @@ static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
 		r = -ENODEV;
 		goto out;
 	}
-	list_for_each_entry(e, &st->free, list) {
-		if (e->len >= len && e->start + len <= limit) {
-			*start = e->start;
-			e->start += len;
-			e->len -= len;
-			if (!e->len) {
-				list_del(&e->list);
-				kfree(e);
-			}
-			r = 0;
-			goto out;
+	/* First fit, lowest first. */
+	for (n = rb_first(&st->free); n; n = rb_next(n)) {
+		e = rb_entry(n, struct store_extent, node);
+		if (e->start + len > limit)
+			break;
+		if (e->len < len)
+			continue;
+		*start = e->start;
+		e->start += len;
+		e->len -= len;
+		if (!e->len) {
+			rb_erase(&e->node, &st->free);
+			kfree(e);
 		}
+		r = 0;
+		goto out;
 	}
 	if (st->hwm + len <= limit) {
 		*start = st->hwm;
@@ -172,46 +187,62 @@ out:
 
 /*
  * Give back [@start, @start + @len). @spare is a preallocated extent the
- * function may consume; it returns it when it did not.
+ * function may consume; it returns it when it did not. Without a spare (an
+ * allocation failed) space that would need an extent of its own stays in
+ * use rather than being lost track of.
  */
 static struct store_extent *store_free(struct blksnap_store *st, sector_t start,
 				       sector_t len, struct store_extent *spare)
 {
-	struct store_extent *e, *prev = NULL;
+	struct rb_node **link = &st->free.rb_node, *parent = NULL;
+	struct store_extent *e, *prev = NULL, *next = NULL;
 
 	spin_lock(&st->lock);
-	st->used -= len;
-	list_for_each_entry(e, &st->free, list) {
-		if (e->start > start)
-			break;
-		prev = e;
-	}
-	if (prev && prev->start + prev->len == start) {
-		prev->len += len;
-	} else {
-		spare->start = start;
-		spare->len = len;
-		if (prev)
-			list_add(&spare->list, &prev->list);
-		else
-			list_add(&spare->list, &st->free);
-		prev = spare;
-		spare = NULL;
-	}
-	/* Merge with the next extent, then with the never-used tail. */
-	if (!list_is_last(&prev->list, &st->free)) {
-		e = list_next_entry(prev, list);
-		if (prev->start + prev->len == e->start) {
-			prev->len += e->len;
-			list_del(&e->list);
-			kfree(e);
+	/* The neighbours: the last extent before @start, the first after it. */
+	while (*link) {
+		parent = *link;
+		e = rb_entry(parent, struct store_extent, node);
+		if (e->start < start) {
+			prev = e;
+			link = &parent->rb_right;
+		} else {
+			next = e;
+			link = &parent->rb_left;
 		}
 	}
-	if (prev->start + prev->len == st->hwm) {
-		st->hwm = prev->start;
-		list_del(&prev->list);
-		kfree(prev);
+	if (prev && prev->start + prev->len == start) {
+		e = prev;
+		e->len += len;
+		if (next && e->start + e->len == next->start) {
+			e->len += next->len;
+			rb_erase(&next->node, &st->free);
+			kfree(next);
+		}
+	} else if (next && start + len == next->start) {
+		e = next;
+		e->start = start;
+		e->len += len;
+	} else if (start + len == st->hwm) {
+		e = NULL;
+		st->hwm = start;
+	} else if (spare) {
+		e = spare;
+		spare = NULL;
+		e->start = start;
+		e->len = len;
+		rb_link_node(&e->node, parent, link);
+		rb_insert_color(&e->node, &st->free);
+	} else {
+		goto out;
 	}
+	st->used -= len;
+	/* An extent that now ends at the high-water mark folds into it. */
+	if (e && e->start + e->len == st->hwm) {
+		st->hwm = e->start;
+		rb_erase(&e->node, &st->free);
+		kfree(e);
+	}
+out:
 	spin_unlock(&st->lock);
 	return spare;
 }
@@ -220,6 +251,9 @@ static struct store_extent *store_free(struct blksnap_store *st, sector_t start,
 
 enum snap_state { SNAP_VALID, SNAP_OVERFLOW, SNAP_FAILED };
 static const char * const snap_state_names[] = { "valid", "overflow", "failed" };
+
+/* Where a merge is: copying chunks back, flushing the real device, done. */
+enum merge_phase { MERGE_SWEEP, MERGE_FLUSH, MERGE_DONE };
 
 struct blksnap_exception {
 	struct rhash_head node;
@@ -247,21 +281,27 @@ struct blksnap_snap {
 	unsigned long nr_chunks;
 	unsigned long *copied;		/* origin writes to these pass */
 	struct rhashtable exceptions;	/* chunk -> store sector */
+	unsigned int max_inflight;	/* pendings at most */
+	unsigned int copy_timeout;	/* seconds */
 
-	spinlock_t lock;
+	spinlock_t lock;		/* irq-safe; protects the fields below */
 	struct hlist_head pending[1 << PENDING_HASH_BITS];
 	struct list_head reads;		/* image reads in flight to real_bdev */
 	unsigned int draining;		/* copied pendings waiting for reads */
 	enum snap_state state;
 	unsigned long copied_chunks;
 	sector_t low_water;
-	bool low_armed;
+	atomic_t low_armed;		/* a low-water event may be raised */
 	struct bio_list retry_origin;	/* released by copies: map again */
 	struct bio_list retry_image;
+	/* Bios that found no room for a copy: the next copy to end retries them. */
+	struct bio_list throttled_origin;
+	struct bio_list throttled_image;
+	bool image_closed;		/* a merge starts or runs: image I/O fails */
 
 	/* Merge; the fields change under @lock, @merging with the gate closed. */
 	bool merging;			/* copied bitmap = chunks not merged */
-	bool merge_complete;
+	enum merge_phase merge_phase;
 	unsigned long merge_cursor;	/* the sweep's next chunk */
 	unsigned long merge_done, merge_total;
 	unsigned int merge_sweeping;	/* sweep copies in flight */
@@ -271,8 +311,10 @@ struct blksnap_snap {
 	mempool_t pending_pool;
 	struct dm_kcopyd_client *kc;
 	atomic_t inflight;		/* pendings alive */
+	atomic_t image_ios;		/* image bios remapped, not ended */
 	struct work_struct retry_work;
 	struct work_struct event_work;
+	struct delayed_work timeout_work;
 };
 
 struct blksnap_pending {
@@ -280,10 +322,17 @@ struct blksnap_pending {
 	struct blksnap_snap *s;
 	unsigned long chunk;
 	sector_t store_sector;
+	unsigned long started;		/* jiffies */
 	bool copied;			/* exception in place, draining reads */
 	bool sweep;			/* a merge copy started by the sweep */
 	struct bio_list origin_waiters;
 	struct bio_list image_waiters;
+};
+
+/* Per-bio data of the origin. */
+struct origin_io {
+	bool gated;			/* holds a reference of the write gate */
+	unsigned long cursor;		/* chunks before it need no copy */
 };
 
 /* Per-bio data of the image. */
@@ -291,6 +340,7 @@ struct image_io {
 	struct list_head node;		/* snap->reads while tracked */
 	unsigned long first, last;	/* chunks read from the real device */
 	bool tracked;
+	bool counted;			/* in snap->image_ios */
 };
 
 static struct blksnap_pending *__pending_find(struct blksnap_snap *s,
@@ -336,24 +386,59 @@ static void merge_event(struct work_struct *work)
 	struct blksnap_snap *s = container_of(work, struct blksnap_snap,
 					      merge_event_work);
 
-	mutex_lock(&s->t->lock);
+	mutex_lock(&s->t->map_lock);
 	if (s->t->event_ti)
 		dm_table_event(s->t->event_ti->table);
-	mutex_unlock(&s->t->lock);
+	mutex_unlock(&s->t->map_lock);
 	dm_table_event(s->ti->table);
 }
 
 /* Must be called with s->lock held. */
+static void __release_waiters(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	bio_list_merge(&s->retry_origin, &p->origin_waiters);
+	bio_list_init(&p->origin_waiters);
+	bio_list_merge(&s->retry_image, &p->image_waiters);
+	bio_list_init(&p->image_waiters);
+}
+
+/* Must be called with s->lock held. */
+static void __release_throttled(struct blksnap_snap *s)
+{
+	bio_list_merge(&s->retry_origin, &s->throttled_origin);
+	bio_list_init(&s->throttled_origin);
+	bio_list_merge(&s->retry_image, &s->throttled_image);
+	bio_list_init(&s->throttled_image);
+}
+
+/*
+ * The snapshot stops being usable. No bio waits for a copy from now on,
+ * however long the copies still in flight take: origin writes pass (while
+ * merging, writes to chunks not merged fail), image I/O fails.
+ * Must be called with s->lock held.
+ */
 static void __snap_invalidate(struct blksnap_snap *s, enum snap_state state,
 			      const char *why)
 {
+	struct blksnap_pending *p;
+	unsigned int i;
+
 	if (s->state != SNAP_VALID)
 		return;
-	s->state = state;
+	WRITE_ONCE(s->state, state);
 	DMERR("%s: snapshot image %s: %s",
 	      dm_device_name(dm_table_get_md(s->ti->table)),
 	      snap_state_names[state], why);
+	for (i = 0; i < ARRAY_SIZE(s->pending); i++)
+		hlist_for_each_entry(p, &s->pending[i], node)
+			__release_waiters(s, p);
+	__release_throttled(s);
+	queue_work(blksnap_wq, &s->retry_work);
 	queue_work(blksnap_wq, &s->event_work);
+	if (s->merging)
+		queue_work(blksnap_wq, &s->merge_event_work);
+	/* A merge starting waits for copies or for this. */
+	wake_up_var(&s->inflight);
 }
 
 static void snap_invalidate(struct blksnap_snap *s, enum snap_state state,
@@ -368,15 +453,16 @@ static void snap_invalidate(struct blksnap_snap *s, enum snap_state state,
 
 /*
  * The copy of @p's chunk is settled (done or abandoned): let the waiting
- * bios map again. Must be called with s->lock held; the caller frees @p.
+ * bios map again, and those that found no room for a copy. Must be called
+ * with s->lock held; the caller queues the retry work and frees @p.
  */
 static void __pending_release(struct blksnap_snap *s, struct blksnap_pending *p)
 {
 	if (p->copied)
 		set_bit(p->chunk, s->copied);
 	hlist_del(&p->node);
-	bio_list_merge(&s->retry_origin, &p->origin_waiters);
-	bio_list_merge(&s->retry_image, &p->image_waiters);
+	__release_waiters(s, p);
+	__release_throttled(s);
 }
 
 static void pending_free(struct blksnap_snap *s, struct blksnap_pending *p)
@@ -387,17 +473,26 @@ static void pending_free(struct blksnap_snap *s, struct blksnap_pending *p)
 		wake_up_var(&s->inflight);
 }
 
+/* Give a chunk's store space back, e.g. that of a copy that failed. */
+static void snap_free_chunk(struct blksnap_snap *s, sector_t store_sector)
+{
+	struct store_extent *spare = kmalloc(sizeof(*spare), GFP_NOIO);
+
+	kfree(store_free(s->store, store_sector, s->chunk_sectors, spare));
+}
+
 static void check_low_water(struct blksnap_snap *s)
 {
 	sector_t size = bdev_nr_sectors(s->store_bdev);
 	sector_t used = READ_ONCE(s->store->used);
 	sector_t free = size > used ? size - used : 0;
 
-	if (free < s->low_water && s->low_armed) {
-		s->low_armed = false;
-		queue_work(blksnap_wq, &s->event_work);
-	} else if (free >= s->low_water && !s->low_armed) {
-		s->low_armed = true;
+	/* Racing allocations may both see the crossing: one raises the event. */
+	if (free < s->low_water) {
+		if (atomic_cmpxchg(&s->low_armed, 1, 0) == 1)
+			queue_work(blksnap_wq, &s->event_work);
+	} else if (!atomic_read(&s->low_armed)) {
+		atomic_set(&s->low_armed, 1);
 	}
 }
 
@@ -411,7 +506,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 
 	if (read_err || write_err) {
 		why = read_err ? "cannot read the real device" : "cannot write the store";
-	} else {
+	} else if (READ_ONCE(s->state) == SNAP_VALID) {
 		e = kmem_cache_alloc(exception_cache, GFP_NOIO);
 		if (e) {
 			e->chunk = p->chunk;
@@ -427,9 +522,9 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	}
 
 	spin_lock_irqsave(&s->lock, flags);
-	if (why) {
+	if (why)
 		__snap_invalidate(s, SNAP_FAILED, why);
-	} else {
+	if (e) {
 		p->copied = true;
 		s->copied_chunks++;
 		if (__reads_overlap(s, p->chunk)) {
@@ -441,6 +536,9 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	}
 	__pending_release(s, p);
 	spin_unlock_irqrestore(&s->lock, flags);
+	/* A copy that is not in the exception table gives its space back. */
+	if (!e)
+		snap_free_chunk(s, p->store_sector);
 	queue_work(blksnap_wq, &s->retry_work);
 	pending_free(s, p);
 }
@@ -509,8 +607,6 @@ static void merge_copy_done(int read_err, unsigned long write_err, void *context
 
 	spin_lock_irqsave(&s->lock, flags);
 	if (read_err || write_err) {
-		if (s->state == SNAP_VALID)
-			queue_work(blksnap_wq, &s->merge_event_work);
 		__snap_invalidate(s, SNAP_FAILED, read_err ?
 				  "merge cannot read the store" :
 				  "merge cannot write the real device");
@@ -537,6 +633,7 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
 {
 	p->s = s;
 	p->chunk = c;
+	p->started = jiffies;
 	p->copied = false;
 	p->sweep = sweep;
 	if (merge)
@@ -547,66 +644,76 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
 	atomic_inc(&s->inflight);
 	if (sweep)
 		s->merge_sweeping++;
+	/* Copies are watched while any exists (a no-op when it is queued). */
+	queue_delayed_work(blksnap_wq, &s->timeout_work, HZ);
 }
 
 /*
- * Find or start the copies the chunks [@first, @last] need and queue @bio
- * behind the first one: copy-on-write of chunks not copied yet or, while
- * merging, the merge of chunks not merged yet. Returns DM_MAPIO_SUBMITTED
- * when @bio waits, DM_MAPIO_REMAPPED when no chunk needs a copy (or the
- * snapshot is no longer valid) and @bio may go on, DM_MAPIO_KILL when a
- * merge failed before reaching one of the chunks: it holds neither point
- * in time, so a write must not complete a mix.
+ * Find or start the copies that chunks *@cursor..@last need and queue @bio
+ * behind the lowest of them: copy-on-write of chunks not copied yet or,
+ * while merging, the merge of chunks not merged yet. *@cursor moves to that
+ * chunk (the ones before it need nothing), so that a bio over many chunks
+ * is scanned once in all, a few chunks per pass. Never sleeps: a pool
+ * element is only taken for a copy that starts at once, and a bio that
+ * finds no room for one (the pool or the snapshot's limit of copies in
+ * flight) waits for the next copy to end. Returns DM_MAPIO_SUBMITTED when
+ * @bio waits, DM_MAPIO_REMAPPED when no chunk needs a copy (or the snapshot
+ * is no longer valid) and @bio may go on, DM_MAPIO_KILL when a merge failed
+ * before reaching one of the chunks: it holds neither point in time, so a
+ * write must not complete a mix.
  */
 static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
-		       unsigned long first, unsigned long last)
+		       unsigned long *cursor, unsigned long last)
 {
-	struct blksnap_pending *started[COW_BATCH];
-	struct blksnap_pending *spare = NULL, *p, *wait;
-	unsigned int nr_started = 0, i;
+	struct blksnap_pending *started[COW_BATCH], *p, *wait = NULL;
+	unsigned int nr_started = 0, seen = 0, i;
 	int r = DM_MAPIO_REMAPPED;
-	bool merging;
 	unsigned long c;
+	bool merging;
 
-again:
-	wait = NULL;
 	spin_lock_irq(&s->lock);
 	merging = s->merging;
 	/* Image bios find the merge here only if it started meanwhile. */
 	if ((!merging && s->state != SNAP_VALID) || (merging && image))
 		goto unlock;
-	for (c = first; c <= last && nr_started < COW_BATCH; c++) {
+	for (c = *cursor; seen < COW_BATCH; c++) {
 		/* The copied bitmap: copied chunks, or while merging, unmerged ones. */
-		if (test_bit(c, s->copied) != merging)
-			continue;
-		p = __pending_find(s, c);
-		if (!p && s->state != SNAP_VALID) {
-			r = DM_MAPIO_KILL;
+		if (merging)
+			c = find_next_bit(s->copied, last + 1, c);
+		else
+			c = find_next_zero_bit(s->copied, last + 1, c);
+		if (c > last)
 			break;
+		if (s->state != SNAP_VALID) {
+			r = DM_MAPIO_KILL;
+			goto unlock;
 		}
+		p = __pending_find(s, c);
 		if (!p) {
-			if (!spare) {
-				spin_unlock_irq(&s->lock);
-				spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
-				goto again;
-			}
-			p = spare;
-			spare = NULL;
+			if (atomic_read(&s->inflight) >= s->max_inflight)
+				break;
+			p = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
+			if (!p)
+				break;
 			__pending_add(s, p, c, merging, false);
 			started[nr_started++] = p;
 		}
-		if (!wait)
+		if (!wait) {
 			wait = p;
+			*cursor = c;
+		}
+		seen++;
 	}
-	if (r != DM_MAPIO_KILL && wait) {
+	if (wait) {
 		bio_list_add(image ? &wait->image_waiters : &wait->origin_waiters, bio);
+		r = DM_MAPIO_SUBMITTED;
+	} else if (c <= last) {
+		bio_list_add(image ? &s->throttled_image : &s->throttled_origin, bio);
 		r = DM_MAPIO_SUBMITTED;
 	}
 unlock:
 	spin_unlock_irq(&s->lock);
-	if (spare)
-		mempool_free(spare, &s->pending_pool);
-	/* Started even if the snapshot failed meanwhile: they hold waiters. */
+	/* Started even if the snapshot failed meanwhile: they are registered. */
 	for (i = 0; i < nr_started; i++) {
 		if (merging)
 			chunk_copy(s, started[i], true);
@@ -620,19 +727,27 @@ unlock:
  * An origin write while a snapshot exists. Returns DM_MAPIO_REMAPPED when the
  * bio may go to the real device now, DM_MAPIO_SUBMITTED when it waits.
  */
-static int snap_origin_write(struct blksnap_snap *s, struct bio *bio)
+static int snap_origin_write(struct blksnap_snap *s, struct bio *bio,
+			     unsigned long *cursor)
 {
 	sector_t sector = bio->bi_iter.bi_sector;
-	unsigned long first, last;
+	unsigned long last;
 
 	if (READ_ONCE(s->state) != SNAP_VALID || sector >= s->dev_sectors)
 		return DM_MAPIO_REMAPPED;
-	first = sector >> s->chunk_shift;
+	*cursor = max_t(unsigned long, *cursor, sector >> s->chunk_shift);
 	last = min_t(sector_t, bio_end_sector(bio), s->dev_sectors) - 1;
 	last >>= s->chunk_shift;
-	if (find_next_zero_bit(s->copied, last + 1, first) > last)
+	if (find_next_zero_bit(s->copied, last + 1, *cursor) > last)
 		return DM_MAPIO_REMAPPED;
-	return chunks_wait(s, bio, false, first, last);
+	return chunks_wait(s, bio, false, cursor, last);
+}
+
+/* Must be called with s->lock held: @bio goes on, counted until its end. */
+static void __image_io_count(struct blksnap_snap *s, struct image_io *io)
+{
+	atomic_inc(&s->image_ios);
+	io->counted = true;
 }
 
 /*
@@ -651,8 +766,9 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	sector_t end;
 
 	io->tracked = false;
+	io->counted = false;
 	/* A merge takes the image's data: its I/O fails from the start. */
-	if (READ_ONCE(s->state) != SNAP_VALID || READ_ONCE(s->merging))
+	if (READ_ONCE(s->state) != SNAP_VALID || READ_ONCE(s->image_closed))
 		return DM_MAPIO_KILL;
 	if (!bio_sectors(bio)) {
 		/* An empty flush: the image's data lives in the store. */
@@ -661,7 +777,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	}
 
 	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID || s->merging) {
+	if (s->state != SNAP_VALID || s->image_closed) {
 		spin_unlock_irq(&s->lock);
 		return DM_MAPIO_KILL;
 	}
@@ -674,6 +790,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 			    e->store_sector + ((c - first) << s->chunk_shift))
 				break;
 		}
+		__image_io_count(s, io);
 		spin_unlock_irq(&s->lock);
 		end = (sector_t)c << s->chunk_shift;
 		if (end < bio_end_sector(bio))
@@ -695,7 +812,8 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 				return DM_MAPIO_KILL;
 			dm_accept_partial_bio(bio, end - sector);
 		}
-		if (chunks_wait(s, bio, true, first, first) == DM_MAPIO_SUBMITTED)
+		c = first;
+		if (chunks_wait(s, bio, true, &c, first) == DM_MAPIO_SUBMITTED)
 			return DM_MAPIO_SUBMITTED;
 		/* Copied meanwhile, or the snapshot failed: look again. */
 		return snap_image_map(s, bio, from_map);
@@ -709,6 +827,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	io->last = c - 1;
 	io->tracked = true;
 	list_add(&io->node, &s->reads);
+	__image_io_count(s, io);
 	spin_unlock_irq(&s->lock);
 	end = (sector_t)c << s->chunk_shift;
 	if (end < bio_end_sector(bio))
@@ -717,12 +836,18 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	return DM_MAPIO_REMAPPED;
 }
 
-/* An image read from the real device ended: release copies it held up. */
-static void snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
+/*
+ * An image read from the real device ended: release the copies it held up.
+ * Returns false when the snapshot is no longer valid: origin writes stopped
+ * waiting for copies, so the read may hold data newer than the image's.
+ */
+static bool snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 {
-	struct blksnap_pending *p, *release[COW_BATCH];
-	unsigned int nr = 0, i;
+	struct blksnap_pending *p;
+	struct hlist_node *tmp;
+	HLIST_HEAD(released);
 	unsigned long flags, c;
+	bool valid;
 
 	spin_lock_irqsave(&s->lock, flags);
 	list_del(&io->node);
@@ -732,70 +857,99 @@ static void snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 			continue;
 		s->draining--;
 		__pending_release(s, p);
-		release[nr++] = p;
-		if (nr == COW_BATCH) {
-			spin_unlock_irqrestore(&s->lock, flags);
-			for (i = 0; i < nr; i++)
-				pending_free(s, release[i]);
-			nr = 0;
-			spin_lock_irqsave(&s->lock, flags);
+		hlist_add_head(&p->node, &released);
+	}
+	valid = s->state == SNAP_VALID;
+	spin_unlock_irqrestore(&s->lock, flags);
+	if (!hlist_empty(&released))
+		queue_work(blksnap_wq, &s->retry_work);
+	hlist_for_each_entry_safe(p, tmp, &released, node)
+		pending_free(s, p);
+	return valid;
+}
+
+/* An image bio ended: a merge starting waits for the last one. */
+static void snap_image_io_done(struct blksnap_snap *s, struct image_io *io)
+{
+	io->counted = false;
+	if (atomic_dec_and_test(&s->image_ios) && READ_ONCE(s->image_closed))
+		wake_up_var(&s->image_ios);
+}
+
+/*
+ * Copies that do not settle: a store that stops answering (a suspended dm
+ * device, a dead disk behind a path that queues) must not hold origin
+ * writes for ever. A copy older than the copy timeout fails the snapshot,
+ * which releases every bio that waits; the copy itself is left to end when
+ * it does (teardown waits for it). Runs every second while copies exist.
+ */
+static void snap_timeout(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(to_delayed_work(work),
+					      struct blksnap_snap, timeout_work);
+	unsigned long limit = (unsigned long)s->copy_timeout * HZ;
+	struct blksnap_pending *p;
+	bool busy = false, late = false;
+	unsigned int i;
+
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID) {
+		/* Nobody waits for a copy any more. */
+		spin_unlock_irq(&s->lock);
+		return;
+	}
+	for (i = 0; i < ARRAY_SIZE(s->pending) && !late; i++) {
+		hlist_for_each_entry(p, &s->pending[i], node) {
+			busy = true;
+			if (time_after(jiffies, p->started + limit)) {
+				late = true;
+				break;
+			}
 		}
 	}
-	spin_unlock_irqrestore(&s->lock, flags);
-	if (nr)
-		queue_work(blksnap_wq, &s->retry_work);
-	for (i = 0; i < nr; i++)
-		pending_free(s, release[i]);
+	if (late) {
+		DMERR("%s: a copy of chunk %lu has not ended after %u s",
+		      dm_device_name(dm_table_get_md(s->ti->table)), p->chunk,
+		      s->copy_timeout);
+		__snap_invalidate(s, SNAP_FAILED,
+				  "a copy did not end within copy_timeout: the store or the real device does not answer");
+	}
+	spin_unlock_irq(&s->lock);
+	if (busy && !late)
+		queue_delayed_work(blksnap_wq, &s->timeout_work, HZ);
 }
 
 /*---- Merge ----*/
 
-/*
- * The sweep: start merge copies in chunk order, at most MERGE_INFLIGHT at a
- * time; each completion runs it again. It notices the end of the merge.
- */
-static void merge_sweep(struct work_struct *work)
+/* Merge progress for the status: done reaches total once it is durable. */
+static void __merge_progress(struct blksnap_snap *s, unsigned long *done,
+			     unsigned long *total)
 {
-	struct blksnap_snap *s = container_of(work, struct blksnap_snap, merge_work);
-	struct blksnap_pending *started[MERGE_INFLIGHT], *spare = NULL;
-	unsigned int nr = 0, i;
-	bool complete = false;
-	unsigned long c;
+	*total = s->merge_total;
+	*done = s->merge_done;
+	if (s->merge_phase != MERGE_DONE && *total && *done >= *total)
+		*done = *total - 1;
+}
+
+/*
+ * Every chunk is merged: flush the real device before the merge reports
+ * completion (userspace then drops the store, the only other copy). A
+ * failed flush is a failed merge.
+ */
+static void merge_finish(struct blksnap_snap *s)
+{
+	int r = blkdev_issue_flush(s->real_bdev);
+	bool done = false;
 
 	spin_lock_irq(&s->lock);
-	while (s->merging && s->state == SNAP_VALID &&
-	       s->merge_sweeping < MERGE_INFLIGHT) {
-		c = find_next_bit(s->copied, s->nr_chunks, s->merge_cursor);
-		if (c >= s->nr_chunks) {
-			/* Chunks merged for writes may still be on the way. */
-			if (!s->merge_complete &&
-			    find_first_bit(s->copied, s->nr_chunks) >= s->nr_chunks) {
-				s->merge_complete = true;
-				complete = true;
-			}
-			break;
-		}
-		if (__pending_find(s, c)) {
-			s->merge_cursor = c + 1;
-			continue;
-		}
-		if (!spare) {
-			spin_unlock_irq(&s->lock);
-			spare = mempool_alloc(&s->pending_pool, GFP_NOIO);
-			spin_lock_irq(&s->lock);
-			continue;
-		}
-		s->merge_cursor = c + 1;
-		__pending_add(s, spare, c, true, true);
-		started[nr++] = spare;
-		spare = NULL;
+	if (r) {
+		__snap_invalidate(s, SNAP_FAILED, "merge cannot flush the real device");
+	} else if (s->state == SNAP_VALID) {
+		s->merge_phase = MERGE_DONE;
+		done = true;
 	}
 	spin_unlock_irq(&s->lock);
-	if (spare)
-		mempool_free(spare, &s->pending_pool);
-	for (i = 0; i < nr; i++)
-		chunk_copy(s, started[i], true);
-	if (complete) {
+	if (done) {
 		DMINFO("%s: merge complete, %lu chunks",
 		       dm_device_name(dm_table_get_md(s->ti->table)),
 		       s->merge_total);
@@ -804,12 +958,57 @@ static void merge_sweep(struct work_struct *work)
 }
 
 /*
+ * The sweep: start merge copies in chunk order, at most MERGE_INFLIGHT at a
+ * time; each completion runs it again. It notices the end of the merge.
+ * Like chunks_wait() it never sleeps for a pool element: when the pool is
+ * empty, the next merge copy to end runs it again.
+ */
+static void merge_sweep(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap, merge_work);
+	struct blksnap_pending *started[MERGE_INFLIGHT], *p;
+	unsigned int nr = 0, i;
+	bool finish = false;
+	unsigned long c;
+
+	spin_lock_irq(&s->lock);
+	while (s->merging && s->state == SNAP_VALID &&
+	       s->merge_phase == MERGE_SWEEP &&
+	       s->merge_sweeping < MERGE_INFLIGHT) {
+		c = find_next_bit(s->copied, s->nr_chunks, s->merge_cursor);
+		if (c >= s->nr_chunks) {
+			/* Chunks merged for writes may still be on the way. */
+			if (find_first_bit(s->copied, s->nr_chunks) >= s->nr_chunks) {
+				s->merge_phase = MERGE_FLUSH;
+				finish = true;
+			}
+			break;
+		}
+		if (__pending_find(s, c)) {
+			s->merge_cursor = c + 1;
+			continue;
+		}
+		p = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
+		if (!p)
+			break;
+		s->merge_cursor = c + 1;
+		__pending_add(s, p, c, true, true);
+		started[nr++] = p;
+	}
+	spin_unlock_irq(&s->lock);
+	for (i = 0; i < nr; i++)
+		chunk_copy(s, started[i], true);
+	if (finish)
+		merge_finish(s);
+}
+
+/*
  * An origin bio while merging. Reads of unmerged chunks go to the store
  * (map() only: a bio replayed later cannot be split, so it waits for the
  * merge of its chunks like a write).
  */
 static int merge_origin_bio(struct blksnap_snap *s, struct bio *bio,
-			    bool from_map)
+			    bool from_map, unsigned long *cursor)
 {
 	sector_t sector = bio->bi_iter.bi_sector, end;
 	struct blksnap_exception *e;
@@ -820,11 +1019,12 @@ static int merge_origin_bio(struct blksnap_snap *s, struct bio *bio,
 	first = sector >> s->chunk_shift;
 	last = (min_t(sector_t, bio_end_sector(bio), s->dev_sectors) - 1) >>
 		s->chunk_shift;
-	c = find_next_bit(s->copied, last + 1, first);
+	*cursor = max(*cursor, first);
+	c = find_next_bit(s->copied, last + 1, *cursor);
 	if (c > last)
 		return DM_MAPIO_REMAPPED;
 	if (bio_data_dir(bio) == WRITE || !from_map)
-		return chunks_wait(s, bio, false, first, last);
+		return chunks_wait(s, bio, false, cursor, last);
 
 	if (c > first) {
 		/* Merged chunks first: read them from the real device. */
@@ -848,50 +1048,82 @@ static int merge_origin_bio(struct blksnap_snap *s, struct bio *bio,
 static int snap_origin_bio(struct blksnap_snap *s, struct bio *bio,
 			   bool from_map)
 {
+	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
+
 	if (READ_ONCE(s->merging))
-		return merge_origin_bio(s, bio, from_map);
+		return merge_origin_bio(s, bio, from_map, &io->cursor);
 	if (bio_data_dir(bio) == WRITE)
-		return snap_origin_write(s, bio);
+		return snap_origin_write(s, bio, &io->cursor);
 	return DM_MAPIO_REMAPPED;
 }
 
 /*
- * Start merging: called with t->lock held. The gate stays closed until
- * copy-on-write has drained, so the origin reads as the image from here on.
+ * Start merging: called with t->lock held. Image I/O is stopped and drained
+ * first, so that no image write lands in the store behind the sweep. Then
+ * the gate stays closed until copy-on-write has drained, so the origin
+ * reads as the image from here on. Each wait is bounded by the copy
+ * timeout: a copy that does not end fails the snapshot.
  */
-static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s)
+static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
+			    const char **why)
 {
+	unsigned long timeout = (unsigned long)s->copy_timeout * HZ;
 	int r = 0;
 
-	blksnap_gate_close(t);
 	spin_lock_irq(&s->lock);
 	if (s->state != SNAP_VALID)
 		r = -EINVAL;
 	else
-		s->merging = true;
+		WRITE_ONCE(s->image_closed, true);
+	spin_unlock_irq(&s->lock);
+	if (r) {
+		*why = "the snapshot image is not valid";
+		return r;
+	}
+	if (!wait_var_event_timeout(&s->image_ios, !atomic_read(&s->image_ios),
+				    timeout)) {
+		spin_lock_irq(&s->lock);
+		WRITE_ONCE(s->image_closed, false);
+		spin_unlock_irq(&s->lock);
+		*why = "I/O to the image did not end within copy_timeout";
+		return -EBUSY;
+	}
+
+	blksnap_gate_close(t);
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID)
+		r = -EIO;
+	else
+		WRITE_ONCE(s->merging, true);
 	spin_unlock_irq(&s->lock);
 	if (r)
 		goto out;
 	/* Copies started by image writes; none can start any more. */
-	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	wait_var_event(&s->inflight, !atomic_read(&s->inflight) ||
+		       READ_ONCE(s->state) != SNAP_VALID);
 	spin_lock_irq(&s->lock);
 	if (s->state != SNAP_VALID) {
-		s->merging = false;
+		WRITE_ONCE(s->merging, false);
 		r = -EIO;
 	} else {
 		s->merge_total = bitmap_weight(s->copied, s->nr_chunks);
 		s->merge_done = 0;
 		s->merge_cursor = 0;
+		s->merge_phase = MERGE_SWEEP;
 	}
 	spin_unlock_irq(&s->lock);
 	if (!r) {
+		mutex_lock(&t->map_lock);
 		t->merge_failed = false;
+		mutex_unlock(&t->map_lock);
 		DMINFO("%s: merging %lu chunks back into the origin",
 		       dm_device_name(dm_table_get_md(s->ti->table)),
 		       s->merge_total);
 		queue_work(blksnap_wq, &s->merge_work);
 	}
 out:
+	if (r)
+		*why = "the snapshot image failed";
 	blksnap_gate_open(t);
 	return r;
 }
@@ -932,77 +1164,45 @@ static void snap_retry(struct work_struct *work)
 	}
 }
 
+/* rhashtable_free_and_destroy()'s callback: the chunk's space goes back. */
+struct return_space {
+	struct blksnap_snap *s;
+	struct store_extent *spare;
+};
+
 static void exception_free(void *ptr, void *arg)
 {
-	kmem_cache_free(exception_cache, ptr);
-}
+	struct blksnap_exception *e = ptr;
+	struct return_space *rs = arg;
 
-static int cmp_sector(const void *a, const void *b)
-{
-	sector_t x = *(const sector_t *)a, y = *(const sector_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Give the store space of every copied chunk back to the pool. */
-static void snap_return_space(struct blksnap_snap *s)
-{
-	struct rhashtable_iter iter;
-	struct blksnap_exception *e;
-	struct store_extent *spare = NULL;
-	sector_t *sectors, start, len;
-	unsigned long n = 0, i;
-
-	if (!s->copied_chunks)
-		return;
-	sectors = kvmalloc_array(s->copied_chunks, sizeof(*sectors), GFP_KERNEL);
-	if (!sectors) {
-		DMERR("cannot return %lu store chunks to the pool: out of memory",
-		      s->copied_chunks);
-		return;
-	}
-	rhashtable_walk_enter(&s->exceptions, &iter);
-	rhashtable_walk_start(&iter);
-	while ((e = rhashtable_walk_next(&iter))) {
-		if (IS_ERR(e))
-			continue;
-		if (n < s->copied_chunks)
-			sectors[n++] = e->store_sector;
-	}
-	rhashtable_walk_stop(&iter);
-	rhashtable_walk_exit(&iter);
-
-	sort(sectors, n, sizeof(*sectors), cmp_sector, NULL);
-	for (i = 0; i < n; i += len >> s->chunk_shift) {
-		start = sectors[i];
-		len = s->chunk_sectors;
-		while (i + (len >> s->chunk_shift) < n &&
-		       sectors[i + (len >> s->chunk_shift)] == start + len)
-			len += s->chunk_sectors;
-		if (!spare)
-			spare = kmalloc(sizeof(*spare), GFP_KERNEL | __GFP_NOFAIL);
-		spare = store_free(s->store, start, len, spare);
-	}
-	kfree(spare);
-	kvfree(sectors);
+	if (!rs->spare)
+		rs->spare = kmalloc(sizeof(*rs->spare), GFP_KERNEL | __GFP_NOFAIL);
+	rs->spare = store_free(rs->s->store, e->store_sector,
+			       rs->s->chunk_sectors, rs->spare);
+	kmem_cache_free(exception_cache, e);
 }
 
 /* Tear down a snapshot that no origin write or image bio can reach. */
 static void snap_destroy(struct blksnap_snap *s)
 {
+	struct return_space rs = { .s = s };
+
 	/* A merge still running stops starting copies. */
 	spin_lock_irq(&s->lock);
-	s->state = SNAP_FAILED;
+	WRITE_ONCE(s->state, SNAP_FAILED);
 	spin_unlock_irq(&s->lock);
+	/* Copies still in flight hold @s, however long the store takes. */
 	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	cancel_delayed_work_sync(&s->timeout_work);
 	cancel_work_sync(&s->merge_work);
 	flush_work(&s->retry_work);
 	cancel_work_sync(&s->event_work);
 	cancel_work_sync(&s->merge_event_work);
 	if (s->kc)
 		dm_kcopyd_client_destroy(s->kc);
-	snap_return_space(s);
-	rhashtable_free_and_destroy(&s->exceptions, exception_free, NULL);
+	/* Every exception's store space goes back to the pool. */
+	rhashtable_free_and_destroy(&s->exceptions, exception_free, &rs);
+	kfree(rs.spare);
 	mempool_exit(&s->pending_pool);
 	kvfree(s->copied);
 	store_put(s->store);
@@ -1014,7 +1214,8 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 					struct block_device *real_bdev,
 					struct block_device *store_bdev,
 					unsigned int chunk_sectors,
-					sector_t low_water)
+					sector_t low_water,
+					unsigned int copy_timeout)
 {
 	struct blksnap_snap *s;
 	unsigned int i;
@@ -1030,19 +1231,26 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	s->chunk_sectors = chunk_sectors;
 	s->dev_sectors = t->dev_sectors;
 	s->nr_chunks = DIV_ROUND_UP_SECTOR_T(t->dev_sectors, chunk_sectors);
+	s->max_inflight = clamp(COW_INFLIGHT_BYTES >> (s->chunk_shift + SECTOR_SHIFT),
+				COW_INFLIGHT_MIN, COW_INFLIGHT_MAX);
+	s->copy_timeout = copy_timeout;
 	s->low_water = low_water;
-	s->low_armed = true;
+	atomic_set(&s->low_armed, 1);
 	spin_lock_init(&s->lock);
 	for (i = 0; i < ARRAY_SIZE(s->pending); i++)
 		INIT_HLIST_HEAD(&s->pending[i]);
 	INIT_LIST_HEAD(&s->reads);
 	bio_list_init(&s->retry_origin);
 	bio_list_init(&s->retry_image);
+	bio_list_init(&s->throttled_origin);
+	bio_list_init(&s->throttled_image);
 	atomic_set(&s->inflight, 0);
+	atomic_set(&s->image_ios, 0);
 	INIT_WORK(&s->retry_work, snap_retry);
 	INIT_WORK(&s->event_work, snap_event);
 	INIT_WORK(&s->merge_work, merge_sweep);
 	INIT_WORK(&s->merge_event_work, merge_event);
+	INIT_DELAYED_WORK(&s->timeout_work, snap_timeout);
 
 	if (s->nr_chunks > BLKSNAP_MAX_CHUNKS) {
 		kfree(s);
@@ -1090,11 +1298,6 @@ struct origin_c {
 	unsigned int block_sectors;	/* as given in the table, 0 if not */
 };
 
-/* Per-bio data of the origin. */
-struct origin_io {
-	bool gated;			/* holds a reference of the write gate */
-};
-
 /*
  * A bio that has entered the gate: a write is marked in the change map and
  * held back until its chunks are copied (or merged). Returns the DM_MAPIO_*
@@ -1110,9 +1313,21 @@ static int origin_bio(struct blksnap_tracker *t, struct bio *bio, bool from_map)
 		blksnap_cbt_mark(t, bio->bi_iter.bi_sector, bio_sectors(bio));
 	/* Stable until the bio ends: it changes only with the gate closed. */
 	s = READ_ONCE(t->snap);
-	if (s)
-		return snap_origin_bio(s, bio, from_map);
-	return DM_MAPIO_REMAPPED;
+	if (!s)
+		return DM_MAPIO_REMAPPED;
+	if (bio_op(bio) == REQ_OP_DISCARD &&
+	    (READ_ONCE(s->merging) || READ_ONCE(s->state) == SNAP_VALID)) {
+		/*
+		 * While a snapshot holds the device, a discard is marked in
+		 * the change map and completes without reaching it: data
+		 * after a discard is unspecified, and passing it down would
+		 * copy free space into the store (fstrim during a backup).
+		 * The space is trimmed by the next fstrim after the snapshot.
+		 */
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	return snap_origin_bio(s, bio, from_map);
 }
 
 /* A bio parked while the gate was closed, handed back from the worker. */
@@ -1140,7 +1355,9 @@ void blksnap_origin_gone(struct blksnap_tracker *t)
 	s = t->snap;
 	if (s) {
 		blksnap_gate_close(t);
+		mutex_lock(&t->map_lock);
 		WRITE_ONCE(t->snap, NULL);
+		mutex_unlock(&t->map_lock);
 		blksnap_gate_open(t);
 		snap_invalidate(s, SNAP_FAILED, "the origin was removed");
 	}
@@ -1154,6 +1371,7 @@ static int origin_map(struct dm_target *ti, struct bio *bio)
 	int r;
 
 	io->gated = false;
+	io->cursor = 0;
 	bio_set_dev(bio, oc->dev->bdev);
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 
@@ -1182,38 +1400,51 @@ static int origin_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
+/* An optional table argument: a key and a decimal value. */
+struct blksnap_opt {
+	const char *key;
+	unsigned long long value;
+	bool given;
+};
+
 /*
- * Parse the optional arguments "[<#opts> <key> <value>]": each target takes
- * one numeric option. *@given tells whether it was there.
+ * Parse the optional arguments "[<#opts> <key> <value>...]" against the
+ * @nr keys of @opts: each at most once, each with a decimal value.
  */
-static int parse_opt(struct dm_target *ti, struct dm_arg_set *as,
-		     const char *key, unsigned long long *value, bool *given)
+static int parse_opts(struct dm_target *ti, struct dm_arg_set *as,
+		      struct blksnap_opt *opts, unsigned int nr)
 {
-	static const struct dm_arg _args[] = {
-		{ 0, 2, "Invalid number of optional arguments" },
-	};
-	unsigned int nr_opts;
+	struct dm_arg group = { 0, 2 * nr, "Invalid number of optional arguments" };
+	unsigned int nr_opts, i;
+	const char *key;
 	int r;
 
-	*given = false;
 	if (!as->argc)
 		return 0;
-	r = dm_read_arg_group(_args, as, &nr_opts, &ti->error);
+	r = dm_read_arg_group(&group, as, &nr_opts, &ti->error);
 	if (r)
 		return r;
-	if (nr_opts == 2) {
-		if (strcasecmp(dm_shift_arg(as), key)) {
+	if (nr_opts % 2) {
+		ti->error = "Optional argument without a value";
+		return -EINVAL;
+	}
+	for (; nr_opts; nr_opts -= 2) {
+		key = dm_shift_arg(as);
+		for (i = 0; i < nr && strcasecmp(key, opts[i].key); i++)
+			;
+		if (i == nr) {
 			ti->error = "Unknown optional argument";
 			return -EINVAL;
 		}
-		if (kstrtoull(dm_shift_arg(as), 10, value)) {
+		if (opts[i].given) {
+			ti->error = "Optional argument given twice";
+			return -EINVAL;
+		}
+		if (kstrtoull(dm_shift_arg(as), 10, &opts[i].value)) {
 			ti->error = "Optional argument value is not a number";
 			return -EINVAL;
 		}
-		*given = true;
-	} else if (nr_opts) {
-		ti->error = "Optional argument without a value";
-		return -EINVAL;
+		opts[i].given = true;
 	}
 	if (as->argc) {
 		ti->error = "Too many arguments";
@@ -1228,10 +1459,10 @@ static int parse_opt(struct dm_target *ti, struct dm_arg_set *as,
 static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct blksnap_opt opt = { .key = "tracking_block_sectors" };
 	struct origin_c *oc;
 	char *error = NULL;
 	unsigned long long v;
-	bool given;
 	int r;
 
 	if (argc < 1) {
@@ -1250,10 +1481,11 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Real device lookup failed";
 		goto bad;
 	}
-	r = parse_opt(ti, &as, "tracking_block_sectors", &v, &given);
+	r = parse_opts(ti, &as, &opt, 1);
 	if (r)
 		goto bad;
-	if (given) {
+	v = opt.value;
+	if (opt.given) {
 		if (v < BLKSNAP_CBT_MIN_SECTORS || v > UINT_MAX || !is_power_of_2(v)) {
 			ti->error = "tracking_block_sectors must be a power of two >= 8";
 			r = -EINVAL;
@@ -1294,10 +1526,10 @@ static void origin_dtr(struct dm_target *ti)
 {
 	struct origin_c *oc = ti->private;
 
-	mutex_lock(&oc->t->lock);
+	mutex_lock(&oc->t->map_lock);
 	if (oc->t->event_ti == ti)
 		oc->t->event_ti = NULL;
-	mutex_unlock(&oc->t->lock);
+	mutex_unlock(&oc->t->map_lock);
 	blksnap_tracker_put_table(oc->t);
 	dm_put_device(ti, oc->dev);
 	kfree(oc);
@@ -1308,12 +1540,12 @@ static void origin_resume(struct dm_target *ti)
 {
 	struct origin_c *oc = ti->private;
 
-	mutex_lock(&oc->t->lock);
+	mutex_lock(&oc->t->map_lock);
 	oc->t->event_ti = ti;
-	mutex_unlock(&oc->t->lock);
+	mutex_unlock(&oc->t->map_lock);
 }
 
-/* The origin's state word; t->lock held. */
+/* The origin's state word; t->map_lock held. */
 static unsigned int origin_state(struct blksnap_tracker *t, char *result,
 				 unsigned int sz, unsigned int maxlen)
 {
@@ -1323,8 +1555,7 @@ static unsigned int origin_state(struct blksnap_tracker *t, char *result,
 
 	if (s && READ_ONCE(s->merging)) {
 		spin_lock_irq(&s->lock);
-		done = s->merge_done;
-		total = s->merge_total;
+		__merge_progress(s, &done, &total);
 		failed = s->state != SNAP_VALID;
 		spin_unlock_irq(&s->lock);
 	} else if (t->merge_failed) {
@@ -1359,11 +1590,12 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		mutex_lock(&t->lock);
+		/* Not t->lock: a gate close may hold it for a copy timeout. */
+		mutex_lock(&t->map_lock);
 		DMEMIT("%u %lu %pUb %u ", 1U << t->block_shift, t->nr_blocks,
 		       &t->generation, t->change_number);
 		sz = origin_state(t, result, sz, maxlen);
-		mutex_unlock(&t->lock);
+		mutex_unlock(&t->map_lock);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", oc->dev->name);
@@ -1385,6 +1617,7 @@ static int origin_merge_message(struct dm_target *ti, unsigned int argc)
 	struct blksnap_tracker *t = oc->t;
 	const char *name = dm_device_name(dm_table_get_md(ti->table));
 	struct blksnap_snap *s;
+	const char *why = NULL;
 	int r;
 
 	if (argc != 1) {
@@ -1400,9 +1633,9 @@ static int origin_merge_message(struct dm_target *ti, unsigned int argc)
 		DMWARN("%s: merge: already merging", name);
 		r = -EBUSY;
 	} else {
-		r = snap_merge_start(t, s);
+		r = snap_merge_start(t, s, &why);
 		if (r)
-			DMWARN("%s: merge: the snapshot image is not valid", name);
+			DMWARN("%s: merge: %s", name, why);
 	}
 	mutex_unlock(&t->lock);
 	return r;
@@ -1437,7 +1670,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 static struct target_type origin_target = {
 	.name = "blksnap-origin",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
@@ -1457,16 +1690,19 @@ struct image_c {
 	struct blksnap_tracker *t;
 	struct blksnap_snap *s;
 	unsigned int chunk_sectors;
+	/* The optional arguments, as given: low_water, copy_timeout. */
+	struct blksnap_opt opts[2];
 	sector_t low_water;
-	bool low_water_given;
 	bool attached;			/* the snapshot was taken */
 };
+
+enum { IMAGE_OPT_LOW_WATER, IMAGE_OPT_COPY_TIMEOUT };
 
 static void image_release(struct dm_target *ti, struct image_c *ic)
 {
 	if (ic->t) {
 		mutex_lock(&ic->t->lock);
-		ic->t->image_claimed = false;
+		WRITE_ONCE(ic->t->image_claimed, false);
 		mutex_unlock(&ic->t->lock);
 		blksnap_tracker_put(ic->t);
 	}
@@ -1478,15 +1714,33 @@ static void image_release(struct dm_target *ti, struct image_c *ic)
 }
 
 /*
+ * Whether @bdev is a device stacked directly on the block device named
+ * @name (a dm-linear onto the origin, say), from the holder links that the
+ * block layer keeps in the disk's "slaves" directory.
+ */
+static bool stacked_on(struct block_device *bdev, const char *name)
+{
+	struct kobject *dir = bdev->bd_disk->slave_dir;
+	struct kernfs_node *kn;
+
+	if (!dir || !dir->sd)
+		return false;
+	kn = kernfs_find_and_get(dir->sd, name);
+	kernfs_put(kn);
+	return kn;
+}
+
+/*
  * Construct a blksnap-image:
- *   <real-dev> <store-dev> <chunk_sectors> [<#opts> low_water <sectors>]
+ *   <real-dev> <store-dev> <chunk_sectors>
+ *   [<#opts> [low_water <sectors>] [copy_timeout <seconds>]]
  */
 static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct block_device *store;
 	struct image_c *ic;
-	unsigned long long v = 0;
-	dev_t origin_dev;
+	unsigned int copy_timeout = COPY_TIMEOUT_DEFAULT;
 	int r;
 
 	if (argc < 3) {
@@ -1519,10 +1773,21 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	r = parse_opt(ti, &as, "low_water", &v, &ic->low_water_given);
+	ic->opts[IMAGE_OPT_LOW_WATER].key = "low_water";
+	ic->opts[IMAGE_OPT_COPY_TIMEOUT].key = "copy_timeout";
+	r = parse_opts(ti, &as, ic->opts, ARRAY_SIZE(ic->opts));
 	if (r)
 		goto bad;
-	ic->low_water = v;
+	ic->low_water = ic->opts[IMAGE_OPT_LOW_WATER].value;
+	if (ic->opts[IMAGE_OPT_COPY_TIMEOUT].given) {
+		if (!ic->opts[IMAGE_OPT_COPY_TIMEOUT].value ||
+		    ic->opts[IMAGE_OPT_COPY_TIMEOUT].value > COPY_TIMEOUT_MAX) {
+			ti->error = "copy_timeout must be 1 to 86400 seconds";
+			r = -EINVAL;
+			goto bad;
+		}
+		copy_timeout = ic->opts[IMAGE_OPT_COPY_TIMEOUT].value;
+	}
 
 	ic->t = blksnap_tracker_lookup(ic->real->bdev->bd_dev);
 	if (!ic->t) {
@@ -1531,10 +1796,12 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
-	origin_dev = disk_devt(dm_disk(ic->t->md));
-	if (ic->store->bdev->bd_dev == ic->real->bdev->bd_dev ||
-	    ic->store->bdev->bd_dev == origin_dev) {
-		ti->error = "The store cannot be the real device or its origin";
+	store = ic->store->bdev;
+	if (store->bd_dev == ic->real->bdev->bd_dev ||
+	    store->bd_dev == ic->t->origin_dev ||
+	    stacked_on(store, kobject_name(bdev_kobj(ic->real->bdev))) ||
+	    stacked_on(store, ic->t->origin_name)) {
+		ti->error = "The store cannot be the real device, its origin, or a device mapped onto either";
 		r = -EINVAL;
 		goto bad_tracker;
 	}
@@ -1552,13 +1819,13 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = ic->t->gone ? -ENODEV : -EBUSY;
 		goto bad_tracker;
 	}
-	ic->t->image_claimed = true;
+	WRITE_ONCE(ic->t->image_claimed, true);
 	mutex_unlock(&ic->t->lock);
 
-	if (!ic->low_water_given)
-		ic->low_water = bdev_nr_sectors(ic->store->bdev) / 4;
-	ic->s = snap_create(ti, ic->t, ic->real->bdev, ic->store->bdev,
-			    ic->chunk_sectors, ic->low_water);
+	if (!ic->opts[IMAGE_OPT_LOW_WATER].given)
+		ic->low_water = bdev_nr_sectors(store) / 4;
+	ic->s = snap_create(ti, ic->t, ic->real->bdev, store,
+			    ic->chunk_sectors, ic->low_water, copy_timeout);
 	if (IS_ERR(ic->s)) {
 		r = PTR_ERR(ic->s);
 		ic->s = NULL;
@@ -1584,18 +1851,17 @@ bad:
 /*
  * An image goes away: a merge it did not finish leaves the origin with the
  * image's data in the merged chunks only. Keep that in the origin's status.
- * Must be called with t->lock held, after the detach.
+ * Must be called with t->map_lock held, after the detach.
  */
 static void image_note_merge(struct blksnap_tracker *t, struct blksnap_snap *s)
 {
 	bool unfinished;
 
 	spin_lock_irq(&s->lock);
-	unfinished = s->merging && !s->merge_complete;
+	unfinished = s->merging && s->merge_phase != MERGE_DONE;
 	if (unfinished) {
 		t->merge_failed = true;
-		t->merge_done = s->merge_done;
-		t->merge_total = s->merge_total;
+		__merge_progress(s, &t->merge_done, &t->merge_total);
 	}
 	spin_unlock_irq(&s->lock);
 	if (unfinished)
@@ -1613,10 +1879,14 @@ static void image_dtr(struct dm_target *ti)
 	mutex_lock(&t->lock);
 	if (t->snap == ic->s) {
 		blksnap_gate_close(t);
+		mutex_lock(&t->map_lock);
 		WRITE_ONCE(t->snap, NULL);
+		mutex_unlock(&t->map_lock);
 		blksnap_gate_open(t);
 	}
+	mutex_lock(&t->map_lock);
 	image_note_merge(t, ic->s);
+	mutex_unlock(&t->map_lock);
 	mutex_unlock(&t->lock);
 	snap_destroy(ic->s);
 	image_release(ti, ic);
@@ -1641,9 +1911,11 @@ static int image_preresume(struct dm_target *ti)
 		r = -ENODEV;
 	} else {
 		blksnap_gate_close(t);
+		mutex_lock(&t->map_lock);
 		__blksnap_cbt_take(t);
 		WRITE_ONCE(t->snap, ic->s);
 		t->merge_failed = false;
+		mutex_unlock(&t->map_lock);
 		blksnap_gate_open(t);
 		ic->attached = true;
 	}
@@ -1667,8 +1939,12 @@ static int image_end_io(struct dm_target *ti, struct bio *bio,
 
 	if (io->tracked) {
 		io->tracked = false;
-		snap_image_read_done(ic->s, io);
+		/* Ended after the image failed: it may hold newer data. */
+		if (!snap_image_read_done(ic->s, io) && !*error)
+			*error = BLK_STS_IOERR;
 	}
+	if (io->counted)
+		snap_image_io_done(ic->s, io);
 	return DM_ENDIO_DONE;
 }
 
@@ -1677,7 +1953,8 @@ static int image_end_io(struct dm_target *ti, struct bio *bio,
  *   <used_sectors>/<store_sectors> <chunk_sectors> <copied_chunks> <state>
  * with state valid, overflow or failed.
  *
- * Status TABLE: <real-dev> <store-dev> <chunk_sectors> [2 low_water <n>]
+ * Status TABLE: <real-dev> <store-dev> <chunk_sectors>
+ *   [<#opts> [low_water <n>] [copy_timeout <s>]], the options as given.
  */
 static void image_status(struct dm_target *ti, status_type_t type,
 			 unsigned int status_flags, char *result,
@@ -1685,7 +1962,7 @@ static void image_status(struct dm_target *ti, status_type_t type,
 {
 	struct image_c *ic = ti->private;
 	struct blksnap_snap *s = ic->s;
-	unsigned int sz = 0;
+	unsigned int sz = 0, nr = 0, i;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
@@ -1701,14 +1978,19 @@ static void image_status(struct dm_target *ti, status_type_t type,
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %u", ic->real->name, ic->store->name,
 		       ic->chunk_sectors);
-		if (ic->low_water_given)
-			DMEMIT(" 2 low_water %llu", (unsigned long long)ic->low_water);
+		for (i = 0; i < ARRAY_SIZE(ic->opts); i++)
+			nr += ic->opts[i].given ? 2 : 0;
+		if (nr)
+			DMEMIT(" %u", nr);
+		for (i = 0; i < ARRAY_SIZE(ic->opts); i++)
+			if (ic->opts[i].given)
+				DMEMIT(" %s %llu", ic->opts[i].key, ic->opts[i].value);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
-		DMEMIT(",real_dev=%s,store_dev=%s,chunk_sectors=%u,state=%s;",
+		DMEMIT(",real_dev=%s,store_dev=%s,chunk_sectors=%u,copy_timeout=%u,state=%s;",
 		       ic->real->name, ic->store->name, ic->chunk_sectors,
-		       snap_state_names[READ_ONCE(s->state)]);
+		       s->copy_timeout, snap_state_names[READ_ONCE(s->state)]);
 		break;
 	}
 }
@@ -1733,7 +2015,7 @@ static int image_iterate_devices(struct dm_target *ti,
 
 static struct target_type image_target = {
 	.name = "blksnap-image",
-	.version = {1, 1, 1},
+	.version = {1, 2, 0},
 	.module = THIS_MODULE,
 	.ctr = image_ctr,
 	.dtr = image_dtr,

@@ -15,6 +15,7 @@
 #include <linux/mutex.h>
 #include <linux/percpu-refcount.h>
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/uuid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -43,12 +44,25 @@ struct blksnap_tracker {
 	unsigned int tables;		/* live origin tables (tracker_mutex) */
 	dev_t dev;
 	struct mapped_device *md;	/* the origin device: identity only */
+	/* The origin device, copied at creation: @md may go before an image. */
+	dev_t origin_dev;
+	char origin_name[DISK_NAME_LEN];
 
 	sector_t dev_sectors;
 	unsigned int block_shift;
 	unsigned long nr_blocks;
 
+	/*
+	 * @lock serialises what closes the gate (takes, resets, snapshot
+	 * attach and detach, merge start); a gate close can wait for a copy
+	 * as long as the copy timeout. @map_lock is only held for short
+	 * stretches, so that status and the CBT messages that read stay
+	 * answerable meanwhile: it protects the snapshot map and the
+	 * numbers, the generation, @snap for readers, @event_ti and the
+	 * merge_failed fields. Order: @lock, then @map_lock.
+	 */
 	struct mutex lock;
+	struct mutex map_lock;
 	u8 *active;			/* active map: value C for changed blocks */
 	u8 *snap_map;			/* snapshot map: valid once taken */
 	bool snap_taken;		/* snap_map holds a take of this generation */
@@ -64,7 +78,10 @@ struct blksnap_tracker {
 	bool gate_closed;		/* under deferred_lock */
 	struct work_struct deferred_work;
 
-	/* Snapshot state owned by dm-blksnap.c; changes only with the gate closed. */
+	/*
+	 * Snapshot state owned by dm-blksnap.c. @snap changes only with the
+	 * gate closed, under @lock and @map_lock.
+	 */
 	struct blksnap_snap *snap;
 	bool image_claimed;		/* an image table exists (under @lock) */
 	bool gone;			/* no origin table left (under @lock) */
