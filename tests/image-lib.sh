@@ -186,3 +186,36 @@ check_no_kernel_report() { # check_no_kernel_report DESC
 fio_json() { # fio_json FILE JQ_FILTER
 	sed -n '/^{/,$p' "$1" | jq "$2"
 }
+
+# ---- cgroup v2 I/O throttles (slow readers and writers) ---------------------
+#
+#   cg_throttle NAME DEV LIMITS   a cgroup whose I/O to DEV is limited by io.max
+#                                 LIMITS (e.g. "rbps=4096"), removed at exit
+#   cg_run NAME CMD...            run CMD inside that cgroup
+#
+# Bios that dm clones keep the cgroup of the bio they come from, so a
+# throttle on the real device holds an image read there, while kcopyd (a
+# kernel thread, in the root cgroup) copies at full speed.
+
+CG_ROOT=/sys/fs/cgroup
+
+_cg_mount() {
+	if ! [ -f $CG_ROOT/cgroup.controllers ]; then
+		mount -t cgroup2 cgroup2 $CG_ROOT || return
+	fi
+	grep -qw io $CG_ROOT/cgroup.controllers || { echo "no io controller in cgroup v2" >&2; return 1; }
+	grep -qw io $CG_ROOT/cgroup.subtree_control || echo +io > $CG_ROOT/cgroup.subtree_control
+}
+
+cg_throttle() { # cg_throttle NAME DEV LIMITS
+	_cg_mount || return
+	mkdir -p "$CG_ROOT/$1" || return
+	at_exit "rmdir $CG_ROOT/$1"
+	echo "$(dev_majmin "$2") $3" > "$CG_ROOT/$1/io.max"
+}
+
+cg_run() { # cg_run NAME CMD...
+	local cg=$1
+	shift
+	sh -c 'echo $$ > "$0"/cgroup.procs && exec "$@"' "$CG_ROOT/$cg" "$@"
+}

@@ -1,6 +1,6 @@
 #!/bin/bash
 # malformed blksnap-image tables are refused with EINVAL (or EBUSY), a log line, and no kernel report
-# vm: --disks 3 --disk-size 64M --timeout 300
+# vm: --disks 4 --disk-size 64M --timeout 300
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"
@@ -81,18 +81,28 @@ check_eq "the first image is still valid" valid "$(image_field bdimg 4)"
 check "the first image removed" dmsetup remove bdimg
 
 # A store that is a dm device mapped straight onto the real device or the
-# origin: the contract says EINVAL, but no exported dm or block interface
-# shows the kernel another dm device's table, so the target cannot tell (see
-# Documentation/dm-blksnap.rst, "<store-dev>"); blksnapctl refuses such
-# stores from sysfs. Recorded as a known gap here rather than failed.
-for lin in bdlin_orig bdlin_real; do
-	n=$((n + 1))
-	if dmsetup create badimg$n --table "0 $sz blksnap-image $real /dev/mapper/$lin 8" 2>/dev/null; then
-		note "KNOWN GAP: the kernel accepts $lin (a dm-linear onto ${lin#bdlin_}) as a store"
-		_dm_remove badimg$n > /dev/null 2>&1
-	else
-		note "the kernel refused $lin as a store"
-	fi
-done
+# origin (the kernel sees it in the store's holder links, "slaves/").
+refuse "store is a dm-linear onto the real device" "mapped onto" "Invalid argument" \
+	"0 $sz blksnap-image $real /dev/mapper/bdlin_real 8"
+refuse "store is a dm-linear onto the origin" "mapped onto" "Invalid argument" \
+	"0 $sz blksnap-image $real /dev/mapper/bdlin_orig 8"
+# A partition of the real device's own disk.
+check "two partitions on /dev/vdd" sh -c 'printf "label: dos\n,32M\n,\n" | sfdisk -q /dev/vdd && blockdev --rereadpt /dev/vdd'
+for _ in $(seq 50); do [ -b /dev/vdd1 ] && break; sleep 0.1; done
+check "blksnap-origin over the whole disk /dev/vdd" origin_create bdorig2 /dev/vdd
+# dm opens devices exclusively: the block layer refuses the overlap.
+refuse "store is a partition of the real device's disk" "" "Device or resource busy" \
+	"0 $(dev_sectors /dev/vdd) blksnap-image /dev/vdd /dev/vdd1 8"
+check "origin over /dev/vdd removed" dmsetup remove bdorig2
+
+# copy_timeout: 1..86400 seconds, each option once.
+refuse "copy_timeout 0" "copy_timeout" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 0"
+refuse "copy_timeout 86401" "copy_timeout" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 86401"
+refuse "low_water given twice" "twice" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8 low_water 9"
+refuse "six option words" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 6 low_water 8 copy_timeout 9 x 1"
+check "both options are accepted" image_create bdimg $real $store 8 copy_timeout 30 low_water 100
+check_eq "the table keeps them as given" "$(dev_majmin $real) $(dev_majmin $store) 8 4 low_water 100 copy_timeout 30" \
+	"$(dmsetup table bdimg | cut -d' ' -f4-)"
+check "image removed" dmsetup remove bdimg
 _kmsg_mark=0
 check_no_kernel_report "no kernel report in the whole run"

@@ -1,0 +1,68 @@
+#!/bin/bash
+# a store that stops answering (a suspended dm device): status and messages stay answerable, origin writes waiting on a copy complete once copy_timeout fails the snapshot, and the image can be removed once the store answers again
+# vm: --disks 2 --disk-size 64M --timeout 600
+# lanes: debug
+set -euo pipefail
+. "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
+. "$BLKSNAP_TOP/tests/image-lib.sh"
+
+real=/dev/vda
+sdisk=/dev/vdb
+origin=/dev/mapper/ssorig
+image=/dev/mapper/ssimg
+size=$(blockdev --getsize64 $real)
+require_target blksnap-image
+modprobe dm-linear 2> /dev/null || true
+
+answers() { # answers CMD...: CMD returns within 5 s
+	timeout 5 "$@" > /dev/null
+}
+wait_gone() { # wait_gone PID SECONDS: the process ends within SECONDS
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		kill -0 "$1" 2> /dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+pre=$IMG_TMP/pre model=$IMG_TMP/model
+check "origin filled with random data" fill_random $real $pre "$size"
+cp $pre $model
+check "blksnap-origin over $real" origin_create ssorig $real
+check "store: dm-linear over $sdisk" linear_create ssstore $sdisk 0 "$(dev_sectors $sdisk)"
+check "blksnap-image with 4 KiB chunks, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
+check "origin: 64 KiB written (copies reach the store)" model_dd $origin $model 0 $((64 << 10)) direct
+check_eq "16 chunks copied" 16 "$(image_field ssimg 3)"
+
+kmsg_mark
+check "store suspended: its I/O is held" dmsetup suspend --nolockfs ssstore
+t0=$(date +%s)
+model_dd $origin $model $((1 << 20)) 4096 direct &
+writer=$!
+sleep 1
+check "the origin write waits for its copy" kill -0 $writer
+check "image status answers during the stall" answers dmsetup status ssimg
+# Removing the image closes the origin's write gate behind that write: a
+# status that waited for the gate's lock would hang with it.
+dmsetup remove ssimg &
+remover=$!
+sleep 1
+check "origin status answers during the stall" answers dmsetup status ssorig
+check "cbt_changes answers during the stall" answers dmsetup message ssorig 0 cbt_changes 0
+check "cbt_take answers (EBUSY) during the stall" \
+	sh -c 'timeout 5 dmsetup message ssorig 0 cbt_take 2> /dev/null; [ $? -ne 124 ]'
+check "the origin write completes within copy_timeout + 10 s" wait_gone $writer 15
+check "the origin write succeeded" wait $writer
+note "the origin write took $(($(date +%s) - t0)) s"
+check "the log names the timeout" kmsg_logged "did not end within copy_timeout"
+check "origin writes pass at once now" timeout 10 dd if=/dev/urandom of=$origin bs=4096 count=16 seek=1000 oflag=direct status=none
+dd if=$origin of=$model bs=4096 count=16 skip=1000 seek=1000 iflag=direct conv=notrunc status=none
+check "the image removal still waits for the store's copy" kill -0 $remover
+check "origin status still answers" answers dmsetup status ssorig
+check "store resumed" dmsetup resume ssstore
+check "the image removal ends once the store answers" wait_gone $remover 60
+check "image removal succeeded" wait $remover
+check_eq "origin state is '-'" - "$(status_field ssorig 5)"
+check_same "origin equals the model (nothing lost)" $origin $model 4096
+check_same "real device equals the model" $real $model 4096
