@@ -49,8 +49,12 @@
 #define BLKSNAP_MAX_CHUNK	131072U
 #define PENDING_HASH_BITS	8
 #define PENDING_POOL_MIN	64
-/* Chunks one pass over an origin bio takes on before it waits for the first. */
+/*
+ * One pass over an origin bio starts at most COW_BATCH copies and looks at
+ * no more than COW_WINDOW chunks that need one, then waits for the first.
+ */
 #define COW_BATCH		16
+#define COW_WINDOW		64
 /* Copies in flight per snapshot: 64 MiB worth of chunks, 64 to 1024 copies. */
 #define COW_INFLIGHT_BYTES	(64U << 20)
 #define COW_INFLIGHT_MIN	64U
@@ -653,7 +657,7 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
  * behind the lowest of them: copy-on-write of chunks not copied yet or,
  * while merging, the merge of chunks not merged yet. *@cursor moves to that
  * chunk (the ones before it need nothing), so that a bio over many chunks
- * is scanned once in all, a few chunks per pass. Never sleeps: a pool
+ * is scanned once in all, a window of chunks per pass. Never sleeps: a pool
  * element is only taken for a copy that starts at once, and a bio that
  * finds no room for one (the pool or the snapshot's limit of copies in
  * flight) waits for the next copy to end. Returns DM_MAPIO_SUBMITTED when
@@ -676,7 +680,7 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 	/* Image bios find the merge here only if it started meanwhile. */
 	if ((!merging && s->state != SNAP_VALID) || (merging && image))
 		goto unlock;
-	for (c = *cursor; seen < COW_BATCH; c++) {
+	for (c = *cursor; seen < COW_WINDOW && nr_started < COW_BATCH; c++) {
 		/* The copied bitmap: copied chunks, or while merging, unmerged ones. */
 		if (merging)
 			c = find_next_bit(s->copied, last + 1, c);

@@ -50,7 +50,8 @@ emit() { printf '%s\n' "$1" >> "$RES"; }
 cleanup() {
 	local d
 	for d in bench-image bench-dms-snap bench-dms-origin bench-origin bench-linear \
-		bench-zimage bench-zorigin bench-zero-64t bench-zero-4t; do
+		bench-zimage bench-zorigin bench-zero-64t bench-zero-4t \
+		bench-ti-a bench-ti-b bench-to-a bench-to-b bench-tz-s bench-tz-a bench-tz-b; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 }
@@ -294,6 +295,43 @@ mem_delta "dm_snapshot_per_copied_chunk" "$s0" "$v0" "$s1" "$v1" "$nchunks" \
 	"{\"cow_status\":\"$used\"}"
 dm_remove bench-dms-snap
 dm_remove bench-dms-origin
+
+# ---- removal of an image from a shared, interleaved store ---------------
+# Two origins share one store and are written at the same time, so that
+# their copies interleave in the store; then the time to remove one image,
+# whose chunks go back to the pool as that many separate holes. dm-zero
+# devices: nothing but the allocator and the exception table is measured.
+TD=${BENCH_TEARDOWN_CHUNKS:-1048576} # chunks per image
+[ "${BENCH_QUICK:-0}" = 1 ] && TD=65536
+log "== teardown: $TD chunks per image, interleaved in one store"
+osz=$((TD * CHUNK))
+dm_create bench-tz-a "0 $osz zero"
+dm_create bench-tz-b "0 $osz zero"
+dm_create bench-tz-s "0 $((2 * osz + 2048)) zero"
+dm_create bench-to-a "0 $osz blksnap-origin /dev/mapper/bench-tz-a"
+dm_create bench-to-b "0 $osz blksnap-origin /dev/mapper/bench-tz-b"
+dm_create bench-ti-a "0 $osz blksnap-image /dev/mapper/bench-tz-a /dev/mapper/bench-tz-s $CHUNK"
+dm_create bench-ti-b "0 $osz blksnap-image /dev/mapper/bench-tz-b /dev/mapper/bench-tz-s $CHUNK"
+a=$(now)
+fio --direct=1 --ioengine=libaio --iodepth=16 --rw=write --bs=1m --size=$((osz * 512)) \
+	--name=ta --filename=$B/bench-to-a --name=tb --filename=$B/bench-to-b \
+	--output=/dev/null || die "teardown: fio"
+b=$(now)
+ca=$(dmsetup status bench-ti-a | awk '{print $6}')
+cb=$(dmsetup status bench-ti-b | awk '{print $6}')
+log "teardown: copied $ca + $cb chunks in $((b - a)) ms"
+[ "$ca" = "$TD" ] && [ "$cb" = "$TD" ] || die "teardown: not every chunk copied"
+a=$(now)
+dm_remove bench-ti-a
+b=$(now)
+emit "{\"kind\":\"teardown\",\"chunks\":$TD,\"chunk_sectors\":$CHUNK,\"interleaved\":true,\"ms\":$((b - a))}"
+log "teardown: removing the interleaved image took $((b - a)) ms"
+a=$(now)
+dm_remove bench-ti-b
+b=$(now)
+emit "{\"kind\":\"teardown\",\"chunks\":$TD,\"chunk_sectors\":$CHUNK,\"interleaved\":false,\"ms\":$((b - a))}"
+log "teardown: removing the other (its holes coalesce) took $((b - a)) ms"
+for d in bench-to-a bench-to-b bench-tz-s bench-tz-a bench-tz-b; do dm_remove $d; done
 
 # ---- time to take a coherent snapshot ------------------------------------
 # With blksnapctl, the way a user takes one: `blksnapctl create` suspends all

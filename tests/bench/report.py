@@ -208,6 +208,7 @@ results = {
     "memory": [l for l in lines if l["kind"] == "mem"],
     "snapshot_time": {str(k): v for k, v in snap_stats.items()},
     "cow_status": [l for l in lines if l["kind"] == "status"],
+    "teardown": [l for l in lines if l["kind"] == "teardown"],
     "goals": goals,
 }
 (outdir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -292,6 +293,20 @@ md.append("|---|---|")
 for n, s in snap_stats.items():
     md.append(f"| {n} | {s['median_ms']:.0f} ({s['min_ms']}-{s['max_ms']}) |")
 md.append("")
+
+teardown = [l for l in lines if l["kind"] == "teardown"]
+if teardown:
+    md.append("## Removing an image from a shared store\n")
+    md.append("Two images on dm-zero origins share one dm-zero store and copy every chunk at the same "
+              "time, so that their chunks interleave in the store; then `dmsetup remove` of one (its "
+              "chunks go back as as many holes), then of the other (they coalesce into the "
+              "high-water mark).\n")
+    md.append("| Image | Chunks | Chunk | Removal |")
+    md.append("|---|---|---|---|")
+    for t in teardown:
+        md.append(f"| {'interleaved with the other' if t['interleaved'] else 'the last one'} | "
+                  f"{t['chunks']} | {t['chunk_sectors'] * 512 // 1024} KiB | {t['ms'] / 1000:.2f} s |")
+    md.append("")
 
 md.append("## Kernel memory\n")
 md.append("Growth of SUnreclaim + VmallocUsed (/proc/meminfo).\n")
