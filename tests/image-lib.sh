@@ -219,3 +219,7 @@ cg_run() { # cg_run NAME CMD...
 	shift
 	sh -c 'echo $$ > "$0"/cgroup.procs && exec "$@"' "$CG_ROOT/$cg" "$@"
 }
+
+# The debug kernel (KASAN, lockdep, kmemleak) runs everything several
+# times slower: tests size their loops down on it.
+debug_kernel() { [[ $(uname -r) == *-blksnap-debug ]]; }

@@ -55,7 +55,11 @@
  */
 #define COW_BATCH		16
 #define COW_WINDOW		64
-/* Copies in flight per snapshot: 64 MiB worth of chunks, 64 to 1024 copies. */
+/*
+ * Copies in flight per snapshot: 64 MiB worth of chunks, but no fewer than
+ * 64 nor more than 1024 copies (kcopyd splits large chunks into bounded
+ * sub-jobs, so memory stays bounded for large chunks too).
+ */
 #define COW_INFLIGHT_BYTES	(64U << 20)
 #define COW_INFLIGHT_MIN	64U
 #define COW_INFLIGHT_MAX	1024U
@@ -257,7 +261,11 @@ enum snap_state { SNAP_VALID, SNAP_OVERFLOW, SNAP_FAILED };
 static const char * const snap_state_names[] = { "valid", "overflow", "failed" };
 
 /* Where a merge is: copying chunks back, flushing the real device, done. */
-enum merge_phase { MERGE_SWEEP, MERGE_FLUSH, MERGE_DONE };
+/*
+ * Where a merge is: waiting for copies started before it, copying chunks
+ * back, flushing the real device, done.
+ */
+enum merge_phase { MERGE_START, MERGE_SWEEP, MERGE_FLUSH, MERGE_DONE };
 
 struct blksnap_exception {
 	struct rhash_head node;
@@ -287,9 +295,12 @@ struct blksnap_snap {
 	struct rhashtable exceptions;	/* chunk -> store sector */
 	unsigned int max_inflight;	/* pendings at most */
 	unsigned int copy_timeout;	/* seconds */
+	unsigned long last_progress;	/* jiffies of the last copy that ended */
 
-	spinlock_t lock;		/* irq-safe; protects the fields below */
+	/* Irq-safe; protects the fields from here to merge_sweeping. */
+	spinlock_t lock;
 	struct hlist_head pending[1 << PENDING_HASH_BITS];
+	unsigned int nr_pending;	/* in @pending */
 	struct list_head reads;		/* image reads in flight to real_bdev */
 	unsigned int draining;		/* copied pendings waiting for reads */
 	enum snap_state state;
@@ -465,6 +476,7 @@ static void __pending_release(struct blksnap_snap *s, struct blksnap_pending *p)
 	if (p->copied)
 		set_bit(p->chunk, s->copied);
 	hlist_del(&p->node);
+	s->nr_pending--;
 	__release_waiters(s, p);
 	__release_throttled(s);
 }
@@ -508,6 +520,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	unsigned long flags;
 	const char *why = NULL;
 
+	WRITE_ONCE(s->last_progress, jiffies);
 	if (read_err || write_err) {
 		why = read_err ? "cannot read the real device" : "cannot write the store";
 	} else if (READ_ONCE(s->state) == SNAP_VALID) {
@@ -586,7 +599,7 @@ static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
 			__snap_invalidate(s, SNAP_OVERFLOW, "the store is full");
 		else
 			__snap_invalidate(s, SNAP_FAILED,
-					  "the store shrank below its used space or went away");
+					  "the store is smaller than the space handed out, or went away");
 		__pending_release(s, p);
 		spin_unlock_irq(&s->lock);
 		queue_work(blksnap_wq, &s->retry_work);
@@ -604,6 +617,7 @@ static void merge_copy_done(int read_err, unsigned long write_err, void *context
 	sector_t start = (sector_t)p->chunk << s->chunk_shift;
 	unsigned long flags;
 
+	WRITE_ONCE(s->last_progress, jiffies);
 	/* Every merged block changed the origin: the next backup copies it. */
 	if (!read_err && !write_err)
 		blksnap_cbt_mark(s->t, start,
@@ -645,6 +659,7 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
 	bio_list_init(&p->origin_waiters);
 	bio_list_init(&p->image_waiters);
 	hlist_add_head(&p->node, &s->pending[hash_long(c, PENDING_HASH_BITS)]);
+	s->nr_pending++;
 	atomic_inc(&s->inflight);
 	if (sweep)
 		s->merge_sweeping++;
@@ -657,10 +672,11 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
  * behind the lowest of them: copy-on-write of chunks not copied yet or,
  * while merging, the merge of chunks not merged yet. *@cursor moves to that
  * chunk (the ones before it need nothing), so that a bio over many chunks
- * is scanned once in all, a window of chunks per pass. Never sleeps: a pool
- * element is only taken for a copy that starts at once, and a bio that
- * finds no room for one (the pool or the snapshot's limit of copies in
- * flight) waits for the next copy to end. Returns DM_MAPIO_SUBMITTED when
+ * is scanned once in all, a window of chunks per pass. Never sleeps for a
+ * pool element: one is only taken for a copy that starts at once, and a bio
+ * that finds no room for one (the pool or the snapshot's limit of copies in
+ * flight) waits for the next copy to end, or for the timeout work's next
+ * run (a pool element may come back after the releases that retry it). Returns DM_MAPIO_SUBMITTED when
  * @bio waits, DM_MAPIO_REMAPPED when no chunk needs a copy (or the snapshot
  * is no longer valid) and @bio may go on, DM_MAPIO_KILL when a merge failed
  * before reaching one of the chunks: it holds neither point in time, so a
@@ -694,7 +710,7 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 		}
 		p = __pending_find(s, c);
 		if (!p) {
-			if (atomic_read(&s->inflight) >= s->max_inflight)
+			if (s->nr_pending >= s->max_inflight)
 				break;
 			p = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
 			if (!p)
@@ -713,6 +729,7 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 		r = DM_MAPIO_SUBMITTED;
 	} else if (c <= last) {
 		bio_list_add(image ? &s->throttled_image : &s->throttled_origin, bio);
+		queue_delayed_work(blksnap_wq, &s->timeout_work, HZ);
 		r = DM_MAPIO_SUBMITTED;
 	}
 unlock:
@@ -883,17 +900,25 @@ static void snap_image_io_done(struct blksnap_snap *s, struct image_io *io)
 /*
  * Copies that do not settle: a store that stops answering (a suspended dm
  * device, a dead disk behind a path that queues) must not hold origin
- * writes for ever. A copy older than the copy timeout fails the snapshot,
- * which releases every bio that waits; the copy itself is left to end when
- * it does (teardown waits for it). Runs every second while copies exist.
+ * writes for ever. When a copy is older than the copy timeout and no copy
+ * at all has ended for that long (a slow store that makes progress, with
+ * copies queued behind each other, does not count), or a copy is older
+ * than four times the timeout, the snapshot fails, which releases every
+ * bio that waits; the
+ * copy itself is left to end when it does (teardown waits for it). A copy
+ * that has ended and only waits for an image read of its chunk ("draining")
+ * does not count: the read waits for the real device, as the origin write
+ * itself would. The work runs every second while copies or bios that found
+ * no room for one exist; it retries the latter, in case a pool element came
+ * back after the release that retried them.
  */
 static void snap_timeout(struct work_struct *work)
 {
 	struct blksnap_snap *s = container_of(to_delayed_work(work),
 					      struct blksnap_snap, timeout_work);
 	unsigned long limit = (unsigned long)s->copy_timeout * HZ;
-	struct blksnap_pending *p;
-	bool busy = false, late = false;
+	struct blksnap_pending *p, *late = NULL;
+	bool busy, stalled;
 	unsigned int i;
 
 	spin_lock_irq(&s->lock);
@@ -902,19 +927,27 @@ static void snap_timeout(struct work_struct *work)
 		spin_unlock_irq(&s->lock);
 		return;
 	}
-	for (i = 0; i < ARRAY_SIZE(s->pending) && !late; i++) {
+	busy = s->nr_pending || !bio_list_empty(&s->throttled_origin) ||
+		!bio_list_empty(&s->throttled_image);
+	if (!bio_list_empty(&s->throttled_origin) ||
+	    !bio_list_empty(&s->throttled_image)) {
+		__release_throttled(s);
+		queue_work(blksnap_wq, &s->retry_work);
+	}
+	stalled = time_after(jiffies, READ_ONCE(s->last_progress) + limit);
+	for (i = 0; !late && i < ARRAY_SIZE(s->pending); i++) {
 		hlist_for_each_entry(p, &s->pending[i], node) {
-			busy = true;
-			if (time_after(jiffies, p->started + limit)) {
-				late = true;
+			if (!p->copied && time_after(jiffies, p->started + limit) &&
+			    (stalled || time_after(jiffies, p->started + 4 * limit))) {
+				late = p;
 				break;
 			}
 		}
 	}
 	if (late) {
-		DMERR("%s: a copy of chunk %lu has not ended after %u s",
-		      dm_device_name(dm_table_get_md(s->ti->table)), p->chunk,
-		      s->copy_timeout);
+		DMERR("%s: the copy of chunk %lu has not ended after %u s",
+		      dm_device_name(dm_table_get_md(s->ti->table)),
+		      late->chunk, jiffies_to_msecs(jiffies - late->started) / 1000);
 		__snap_invalidate(s, SNAP_FAILED,
 				  "a copy did not end within copy_timeout: the store or the real device does not answer");
 	}
@@ -925,13 +958,20 @@ static void snap_timeout(struct work_struct *work)
 
 /*---- Merge ----*/
 
-/* Merge progress for the status: done reaches total once it is durable. */
+/*
+ * Merge progress for the status: done reaches total once the merge is
+ * durable, and never while it starts (a total of 0 is shown as 0/1 then).
+ */
 static void __merge_progress(struct blksnap_snap *s, unsigned long *done,
 			     unsigned long *total)
 {
 	*total = s->merge_total;
 	*done = s->merge_done;
-	if (s->merge_phase != MERGE_DONE && *total && *done >= *total)
+	if (s->merge_phase == MERGE_DONE)
+		return;
+	if (!*total)
+		*total = 1;
+	if (*done >= *total)
 		*done = *total - 1;
 }
 
@@ -1072,6 +1112,7 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 			    const char **why)
 {
 	unsigned long timeout = (unsigned long)s->copy_timeout * HZ;
+	unsigned long total;
 	int r = 0;
 
 	spin_lock_irq(&s->lock);
@@ -1094,24 +1135,30 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 	}
 
 	blksnap_gate_close(t);
+	/* At most this many: copies that end meanwhile set more bits. */
+	total = bitmap_weight(s->copied, s->nr_chunks);
 	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID)
+	if (s->state != SNAP_VALID) {
 		r = -EIO;
-	else
+	} else {
+		s->merge_total = total + s->nr_pending;
+		s->merge_done = 0;
+		s->merge_phase = MERGE_START;
 		WRITE_ONCE(s->merging, true);
+	}
 	spin_unlock_irq(&s->lock);
 	if (r)
 		goto out;
 	/* Copies started by image writes; none can start any more. */
 	wait_var_event(&s->inflight, !atomic_read(&s->inflight) ||
 		       READ_ONCE(s->state) != SNAP_VALID);
+	total = bitmap_weight(s->copied, s->nr_chunks);
 	spin_lock_irq(&s->lock);
 	if (s->state != SNAP_VALID) {
 		WRITE_ONCE(s->merging, false);
 		r = -EIO;
 	} else {
-		s->merge_total = bitmap_weight(s->copied, s->nr_chunks);
-		s->merge_done = 0;
+		s->merge_total = total;
 		s->merge_cursor = 0;
 		s->merge_phase = MERGE_SWEEP;
 	}
@@ -1130,6 +1177,24 @@ out:
 		*why = "the snapshot image failed";
 	blksnap_gate_open(t);
 	return r;
+}
+
+/*
+ * A merge that has not finished stops before its snapshot is detached, so
+ * that no merge copy still in flight writes the real device after origin
+ * writes went on without it. Waits for those copies, however long the
+ * store takes. Must be called with t->lock held.
+ */
+static void snap_merge_stop(struct blksnap_snap *s, const char *why)
+{
+	spin_lock_irq(&s->lock);
+	if (s->merging && s->merge_phase != MERGE_DONE)
+		__snap_invalidate(s, SNAP_FAILED, why);
+	spin_unlock_irq(&s->lock);
+	if (!READ_ONCE(s->merging))
+		return;
+	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
+	cancel_work_sync(&s->merge_work);
 }
 
 /* Bios whose copy settled: map them again and send them on. */
@@ -1180,7 +1245,7 @@ static void exception_free(void *ptr, void *arg)
 	struct return_space *rs = arg;
 
 	if (!rs->spare)
-		rs->spare = kmalloc(sizeof(*rs->spare), GFP_KERNEL | __GFP_NOFAIL);
+		rs->spare = kmalloc(sizeof(*rs->spare), GFP_NOIO | __GFP_NOFAIL);
 	rs->spare = store_free(rs->s->store, e->store_sector,
 			       rs->s->chunk_sectors, rs->spare);
 	kmem_cache_free(exception_cache, e);
@@ -1238,6 +1303,7 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	s->max_inflight = clamp(COW_INFLIGHT_BYTES >> (s->chunk_shift + SECTOR_SHIFT),
 				COW_INFLIGHT_MIN, COW_INFLIGHT_MAX);
 	s->copy_timeout = copy_timeout;
+	s->last_progress = jiffies;
 	s->low_water = low_water;
 	atomic_set(&s->low_armed, 1);
 	spin_lock_init(&s->lock);
@@ -1358,6 +1424,7 @@ void blksnap_origin_gone(struct blksnap_tracker *t)
 	t->gone = true;
 	s = t->snap;
 	if (s) {
+		snap_merge_stop(s, "the origin was removed during the merge");
 		blksnap_gate_close(t);
 		mutex_lock(&t->map_lock);
 		WRITE_ONCE(t->snap, NULL);
@@ -1724,9 +1791,13 @@ static void image_release(struct dm_target *ti, struct image_c *ic)
  */
 static bool stacked_on(struct block_device *bdev, const char *name)
 {
-	struct kobject *dir = bdev->bd_disk->slave_dir;
+	struct kobject *dir;
 	struct kernfs_node *kn;
 
+	/* A disk being deleted drops its holder directory. */
+	if (!disk_live(bdev->bd_disk))
+		return false;
+	dir = READ_ONCE(bdev->bd_disk->slave_dir);
 	if (!dir || !dir->sd)
 		return false;
 	kn = kernfs_find_and_get(dir->sd, name);
@@ -1882,6 +1953,7 @@ static void image_dtr(struct dm_target *ti)
 	/* Detach: once the gate drains, no origin bio can reach the snapshot. */
 	mutex_lock(&t->lock);
 	if (t->snap == ic->s) {
+		snap_merge_stop(ic->s, "the image was removed during the merge");
 		blksnap_gate_close(t);
 		mutex_lock(&t->map_lock);
 		WRITE_ONCE(t->snap, NULL);

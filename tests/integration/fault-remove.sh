@@ -1,6 +1,7 @@
 #!/bin/bash
 # the reviewers' use-after-free reproducers: force-removing a mounted busy image; a refused second image, then the first removed
 # vm: --disks 2 --disk-size 256M --timeout 600
+# lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"

@@ -66,3 +66,60 @@ check "image removal succeeded" wait $remover
 check_eq "origin state is '-'" - "$(status_field ssorig 5)"
 check_same "origin equals the model (nothing lost)" $origin $model 4096
 check_same "real device equals the model" $real $model 4096
+
+# --- (b) a merge whose copy the store holds, and the image removed then ------
+# The merge copy of chunk 5 reads the suspended store; copy_timeout fails
+# the merge. Removing the image must not let an origin write to chunk 5 go
+# on while that copy may still write the real device behind it: the write
+# fails (the chunk is not merged) until the copy has ended.
+c5=$IMG_TMP/chunk5
+file_read $model $((5 << 12)) 4096 > $c5
+check "blksnap-image again, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
+check "origin: chunk 5 overwritten (copied)" model_dd $origin $model $((5 << 12)) 4096 direct
+check "store suspended" dmsetup suspend --nolockfs ssstore
+check "merge started" dm_message ssorig merge
+ok=0
+for _ in $(seq 300); do
+	case $(status_field ssorig 5) in merge_failed*) ok=1; break ;; esac
+	sleep 0.1
+done
+check "the merge fails once its copy exceeds copy_timeout ($(status_field ssorig 5))" test $ok -eq 1
+dmsetup remove ssimg &
+remover=$!
+sleep 1
+check "the image removal waits for the merge copy the store holds" kill -0 $remover
+pat=$IMG_TMP/pat5
+head -c 4096 /dev/urandom > $pat
+expect_errno "an origin write to the unmerged chunk fails meanwhile" "Input/output error" \
+	dd if=$pat of=$origin bs=4096 count=1 seek=5 oflag=direct status=none
+check "store resumed" dmsetup resume ssstore
+check "the image removal ends" wait_gone $remover 60
+check "image removal succeeded" wait $remover
+check "chunk 5 holds the image's data (the merge copy ended)" cmp $c5 <(dev_read $origin $((5 << 12)) 4096)
+dd if=$c5 of=$model bs=4096 seek=5 conv=notrunc status=none
+check "origin: chunk 5 written again" model_dd $origin $model $((5 << 12)) 4096 direct
+check_same "origin equals the model" $origin $model 4096
+check_eq "origin state says the merge failed" "merge_failed 0/1" "$(status_field ssorig 5)"
+
+# --- (c) a merge that starts while an image write's copy is held --------------
+# While the merge waits for that copy, its progress must not read as done
+# (0/0 would tell userspace to remove the image).
+check "blksnap-image again, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
+check "store suspended" dmsetup suspend --nolockfs ssstore
+dd if=$pat of=$image bs=4096 count=1 seek=9 oflag=direct status=none &
+iw=$!
+sleep 1
+dmsetup message ssorig 0 merge &
+merger=$!
+sleep 1
+st=$(status_field ssorig 5)
+note "origin state while the merge waits for the copy: $st"
+check "the merge does not read as done while it starts ($st)" \
+	sh -c "case '$st' in 'merge '*) d='${st#merge }'; [ \"\${d%/*}\" != \"\${d#*/}\" ] ;; *) exit 1 ;; esac"
+rc=0
+wait $merger || rc=$?
+check "the merge message fails once the copy exceeds copy_timeout (exit $rc)" test $rc -ne 0
+check "store resumed" dmsetup resume ssstore
+wait $iw || true
+check "image removed" dmsetup remove ssimg
+check_same "origin equals the model" $origin $model 4096

@@ -1,6 +1,7 @@
 #!/bin/bash
 # the image keeps the pre-snapshot content under fio and model-tracked dd writes to the origin
 # vm: --disks 2 --disk-size 128M --timeout 600
+# lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"

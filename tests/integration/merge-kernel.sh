@@ -1,7 +1,7 @@
 #!/bin/bash
 # merge with dmsetup alone: the origin reads as the image at once, writes during the merge, CBT after, store errors, removals
 # vm: --disks 2 --disk-size 64M --timeout 900 --modules dm-delay
-# lanes: 6.1
+# lanes: 6.1 debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # stress: origin writers, image writers and readers over 4 snapshot cycles; the verifier checks origin and image after each
 # vm: --disks 2 --disk-size 128M --timeout 600
+# lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"
