@@ -98,12 +98,12 @@ $(LIB_A): $(LIB_OBJS)
 
 $(LIB_SO): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) -o $@ $^ $(LDLIBS_LIB)
+	$(CC) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS_LIB)
 	ln -sf libblksnap.so.$(SOVERSION) $(BUILD)/lib/libblksnap.so
 
 $(BUILD)/bin/blksnapctl: $(CLI_OBJS) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS_LIB)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
