@@ -197,6 +197,7 @@ install: userspace
 	$(SUBST) $(TOP)/udev/69-dm-blksnap-attach.rules.in > $(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules
 	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(SUBST) $(TOP)/systemd/blksnap-monitor@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+	$(SUBST) $(TOP)/systemd/blksnap-attach.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
 	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/blksnap
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ]; then \
@@ -238,7 +239,8 @@ endif
 		$(DESTDIR)$(PKGCONFIGDIR)/libblksnap.pc $(DESTDIR)$(MANDIR)/man8/blksnapctl.8 \
 		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules \
 		$(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ] && \
