@@ -258,3 +258,13 @@ bench:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- diagrams ------------------------------------------------------------
+# The pictures of README.md and Documentation/: Documentation/diagrams/*.dot
+# drawn with graphviz, the benchmark chart with gnuplot from the tables of
+# Documentation/benchmark.md. The SVGs are committed; tests/docs-check
+# (make check T=docs) fails when one is older than its source.
+.PHONY: diagrams
+diagrams:
+	@$(TOP)/scripts/deps packages
+	@$(TOP)/scripts/diagrams
