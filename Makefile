@@ -28,7 +28,12 @@ SOVERSION := 1
 
 CC ?= cc
 CFLAGS ?= -O2 -g
-BLKSNAP_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE \
+# -Werror for `make`, `make check` and CI, in userspace and in the module
+# (drivers/md/Kbuild takes it from BLKSNAP_WERROR). The Debian package
+# build (debian/rules) and DKMS build without it, so that a newer compiler's
+# new warning does not break an installation.
+BLKSNAP_WERROR ?= y
+BLKSNAP_CFLAGS := -std=c11 -Wall -Wextra $(if $(filter y,$(BLKSNAP_WERROR)),-Werror) -D_GNU_SOURCE \
 	-I$(TOP)/include -I$(TOP)/userspace/lib -DBLKSNAP_VERSION=\"$(VERSION)\"
 LDLIBS_LIB := -ldevmapper -lblkid -pthread
 
@@ -83,7 +88,7 @@ endif
 	@for f in $(TOP)/drivers/md/Kbuild $(TOP)/drivers/md/*.[ch]; do \
 		ln -sf $$f $(KMOD_DIR)/; done
 	@find $(KMOD_DIR) -xtype l -delete
-	$(MAKE) -s -C $(KDIR) M=$(KMOD_DIR) modules
+	$(MAKE) -s -C $(KDIR) M=$(KMOD_DIR) BLKSNAP_WERROR=$(BLKSNAP_WERROR) modules
 
 # ---- userspace -----------------------------------------------------------
 userspace: $(if $(LIB_SRCS),$(LIB_A) $(LIB_SO)) $(CLI)
@@ -98,12 +103,12 @@ $(LIB_A): $(LIB_OBJS)
 
 $(LIB_SO): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) -o $@ $^ $(LDLIBS_LIB)
+	$(CC) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS_LIB)
 	ln -sf libblksnap.so.$(SOVERSION) $(BUILD)/lib/libblksnap.so
 
 $(BUILD)/bin/blksnapctl: $(CLI_OBJS) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS_LIB)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -192,6 +197,7 @@ install: userspace
 	$(SUBST) $(TOP)/udev/69-dm-blksnap-attach.rules.in > $(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules
 	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(SUBST) $(TOP)/systemd/blksnap-monitor@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+	$(SUBST) $(TOP)/systemd/blksnap-attach.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
 	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/blksnap
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ]; then \
@@ -233,7 +239,8 @@ endif
 		$(DESTDIR)$(PKGCONFIGDIR)/libblksnap.pc $(DESTDIR)$(MANDIR)/man8/blksnapctl.8 \
 		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules \
 		$(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ] && \
@@ -251,3 +258,13 @@ bench:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- diagrams ------------------------------------------------------------
+# The pictures of README.md and Documentation/: Documentation/diagrams/*.dot
+# drawn with graphviz, the benchmark chart with gnuplot from the tables of
+# Documentation/benchmark.md. The SVGs are committed; tests/docs-check
+# (make check T=docs) fails when one is older than its source.
+.PHONY: diagrams
+diagrams:
+	@$(TOP)/scripts/deps packages
+	@$(TOP)/scripts/diagrams
