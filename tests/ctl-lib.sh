@@ -64,7 +64,7 @@ ctl_fail() { # ctl_fail DESC CODE TEXT ARGS...
 
 ctl_attach() { # ctl_attach DEV [OPTS...]
 	ctl_ok "blksnapctl attach $*" attach "$@"
-	at_exit "blksnapctl detach $1"
+	at_exit "undo_attach $1"
 }
 
 majmin() {

@@ -73,7 +73,7 @@ linear_create() { # linear_create NAME DEV START LEN [DEV START LEN]...
 scsi_debug_load() { # scsi_debug_load [MODULE_ARGS...]: load scsi_debug (unloaded at exit)
 	# No udevd in the guest: the SCSI disk driver is loaded by hand.
 	modprobe sd_mod 2> /dev/null && modprobe scsi_debug "$@" 2> /dev/null || return 1
-	at_exit "modprobe -r scsi_debug"
+	at_exit "[ ! -e /sys/module/scsi_debug ] || modprobe -r scsi_debug"
 }
 
 scsi_debug_disk() { # scsi_debug_disk: the scsi_debug disk's name (sdX), waited for; empty if none

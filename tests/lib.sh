@@ -12,7 +12,13 @@
 #   capture DESC CMD...           CMD must succeed; its standard output is left in $OUT
 #   expect_fail DESC CMD...       CMD must fail; its stderr is kept in $FAIL_OUTPUT
 #   expect_errno DESC TEXT CMD... CMD must fail with the strerror TEXT on stderr
-#   at_exit CMD...                run CMD at exit, last registered first, even on failure
+#   at_exit CMD...                run CMD at exit, last registered first, even on failure;
+#                                 a CMD that fails, or a device, loop device, mount or
+#                                 scsi_debug left behind afterwards, fails the test
+#   stop_bg PID                   (an at_exit CMD) kill PID if it still runs, wait for it
+#   undo_attach DEV / undo_snapshot NAME / undo_loop DEV
+#                                 (at_exit CMDs) blksnapctl detach / destroy, losetup -d,
+#                                 when there is still something to undo
 #   dm_create NAME TABLE          dmsetup create, removed again at exit
 #   dm_reload NAME TABLE          suspend, load, resume
 #   dev_sectors / dev_majmin DEV  the size of DEV in sectors / its "major:minor"
@@ -132,17 +138,92 @@ at_exit() { # at_exit CMD...: CMD is one shell word list, run with eval
 	_at_exit+=("$*")
 }
 
+# What exists before the test: the teardown must leave no more than that.
+_lib_state() { # _lib_state: dm devices, attached loop devices, mounts, scsi_debug
+	dmsetup info -c --noheadings -o name 2> /dev/null | sed 's/^/dm device /'
+	local l
+	for l in /sys/block/loop*; do
+		[ ! -e "$l/loop/backing_file" ] || echo "loop device /dev/${l##*/} ($(cat "$l/loop/backing_file"))"
+	done
+	awk '{ print "mount " $2 " (" $1 ", " $3 ")" }' /proc/self/mounts
+	[ ! -e /sys/module/scsi_debug ] || echo "module scsi_debug"
+}
+if [ -z "${_lib_state_before+set}" ]; then
+	_lib_state_before=$(_lib_state | sort)
+fi
+
+# A teardown that fails fails the test: each at_exit command must succeed
+# (write them to undo only what is still there), and afterwards nothing the
+# test set up may be left (a dm device still open, say, that dmsetup remove
+# could not remove: EBUSY).
 _run_at_exit() {
-	local rc=$? i
+	local rc=$? i crc bad=0 out left
 	set +e
 	trap - EXIT INT TERM
+	out=$(mktemp /tmp/at-exit.XXXXXX)
 	for ((i = ${#_at_exit[@]} - 1; i >= 0; i--)); do
-		eval "${_at_exit[i]}" > /dev/null 2>&1
+		eval "${_at_exit[i]}" > "$out" 2>&1
+		crc=$?
+		if [ $crc -ne 0 ]; then
+			echo "not ok - teardown: '${_at_exit[i]}' failed (exit $crc)"
+			sed -n '1,4s/^/#   /p' "$out"
+			bad=1
+		fi
 	done
+	# (no process substitution: the guest may have no /dev/fd)
+	echo "$_lib_state_before" > "$out"
+	left=$(_lib_state | sort | comm -13 "$out" -)
+	rm -f "$out"
+	if [ -n "$left" ]; then
+		echo "not ok - teardown: the test left behind:"
+		echo "$left" | sed 's/^/#   /'
+		bad=1
+	fi
+	if [ $bad -eq 1 ] && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+		rc=1
+	fi
 	exit $rc
 }
 trap _run_at_exit EXIT
 trap 'exit 130' INT TERM
+
+stop_bg() { # stop_bg PID: kill PID (and its children: a loop's dd) if it still runs, wait
+	local kids i
+	kids=$(pgrep -P "$1" 2> /dev/null) || true
+	kill "$1" 2> /dev/null || return 0
+	# shellcheck disable=SC2086
+	[ -z "$kids" ] || kill $kids 2> /dev/null
+	wait "$1" 2> /dev/null
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$1" 2> /dev/null || return 0
+		sleep 0.1
+	done
+	echo "process $1 still runs 30 s after SIGTERM"
+	return 1
+}
+
+# The undo_* helpers succeed when there is nothing (left) to undo, e.g. the
+# test detached the device itself, and fail when the undo itself fails.
+undo_attach() { # undo_attach DEV: detach DEV if it is attached (the tree's blksnapctl)
+	local err
+	err=$(blksnapctl detach "$1" 2>&1) && return 0
+	case $err in *"no blksnap-origin on $1"*) return 0 ;; esac
+	echo "$err"
+	return 1
+}
+
+undo_snapshot() { # undo_snapshot NAME: destroy snapshot NAME if it exists
+	local err
+	err=$(blksnapctl destroy "$1" 2>&1) && return 0
+	case $err in *"no snapshot named $1 "*) return 0 ;; esac
+	echo "$err"
+	return 1
+}
+
+undo_loop() { # undo_loop DEV: detach loop device DEV if it is attached
+	[ -e "/sys/block/${1#/dev/}/loop/backing_file" ] || return 0
+	losetup -d "$1"
+}
 
 _dm_remove() { # _dm_remove NAME: remove even a suspended device
 	dmsetup info "$1" > /dev/null 2>&1 || return 0
@@ -152,8 +233,8 @@ _dm_remove() { # _dm_remove NAME: remove even a suspended device
 
 mount_at() { # mount_at DEV DIR: mount, unmounted again at exit
 	mkdir -p "$2"
-	mount "$1" "$2"
-	at_exit "mountpoint -q $2 && umount $2"
+	mount "$1" "$2" || return
+	at_exit "! mountpoint -q $2 || umount $2"
 }
 
 # ---- device-mapper ----------------------------------------------------------

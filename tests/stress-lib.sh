@@ -54,7 +54,7 @@ vf_bg() { # vf_bg NAME CMD...
 	shift
 	"$@" &
 	VF_PID[$name]=$!
-	at_exit "kill ${VF_PID[$name]}"
+	at_exit "stop_bg ${VF_PID[$name]}"
 }
 
 vf_wait() { # vf_wait NAME [OK_RCS]

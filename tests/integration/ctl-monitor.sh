@@ -10,19 +10,19 @@ mount_at /dev/vdb /mnt/stores
 mkdir -p /mnt/stores/dir
 
 check "attach /dev/vda" blksnapctl attach /dev/vda
-at_exit "blksnapctl detach /dev/vda >/dev/null 2>&1 || true"
+at_exit "undo_attach /dev/vda"
 a=/dev/mapper/blksnap-vda
 dd if=/dev/urandom of="$a" bs=1M count=96 oflag=direct status=none
 pre=$(sha256sum < "$a" | cut -d' ' -f1)
 
 check "snapshot with a 16 MiB directory store" \
 	blksnapctl create /dev/vda --store /mnt/stores/dir --store-size 16M --name mon
-at_exit "blksnapctl destroy mon >/dev/null 2>&1 || true"
+at_exit "undo_snapshot mon"
 
 blksnapctl monitor mon --grow-by 16M --limit 112M --store-dir /mnt/stores/dir \
 	> /tmp/monitor.log 2>&1 &
 mpid=$!
-at_exit "kill $mpid 2>/dev/null || true"
+at_exit "stop_bg $mpid"
 sleep 2
 check "monitor is running" kill -0 "$mpid"
 

@@ -13,8 +13,8 @@ mkdir -p /mnt/stores/dir
 
 check "attach /dev/vda" blksnapctl attach /dev/vda
 check "attach /dev/vdb" blksnapctl attach /dev/vdb
-at_exit "blksnapctl detach /dev/vda >/dev/null 2>&1 || true"
-at_exit "blksnapctl detach /dev/vdb >/dev/null 2>&1 || true"
+at_exit "undo_attach /dev/vda"
+at_exit "undo_attach /dev/vdb"
 a=/dev/mapper/blksnap-vda
 b=/dev/mapper/blksnap-vdb
 
@@ -82,7 +82,7 @@ dd if=/dev/urandom of="$a" bs=1M count=64 oflag=direct status=none
 pre=$(sha256sum < "$a" | cut -d' ' -f1)
 check "snapshot of A with a 16 MiB directory store" \
 	blksnapctl create /dev/vda --store /mnt/stores/dir --store-size 16M --name grow
-at_exit "blksnapctl destroy grow >/dev/null 2>&1 || true"
+at_exit "undo_snapshot grow"
 dd if=/dev/urandom of="$a" bs=1M count=12 oflag=direct status=none
 check "store add 24 MiB while writing" blksnapctl store add grow /mnt/stores/dir --size 24M
 dd if=/dev/urandom of="$a" bs=1M count=20 seek=12 oflag=direct status=none &

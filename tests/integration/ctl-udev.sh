@@ -77,7 +77,7 @@ at_exit "rm -f /etc/blksnap/blksnaptab"
 check "udevd reloads its rules" udevadm control --reload
 
 check "udevadm trigger --action=add vdc" udevadm trigger --action=add /sys/class/block/vdc
-at_exit "blksnapctl detach /dev/vdc"
+at_exit "undo_attach /dev/vdc"
 check "the rule attached vdc, listed by LABEL= (within 60 s)" wait_for 60 attached vdc
 udevadm settle -t 30
 capture "cbt info of vdc" blksnapctl cbt info /dev/vdc --json
@@ -86,10 +86,10 @@ check_eq "udev's by-label link points at the origin" "$(readlink -f /dev/mapper/
 	"$(readlink -f /dev/disk/by-label/tabdisk)"
 
 loop_listed=$(losetup -f --show "$work/tabloop.img")
-at_exit "losetup -d $loop_listed"
-at_exit "blksnapctl detach $loop_listed"
+at_exit "undo_loop $loop_listed"
+at_exit "undo_attach $loop_listed"
 loop_other=$(losetup -f --show "$work/other.img")
-at_exit "losetup -d $loop_other"
+at_exit "undo_loop $loop_other"
 # The table goes first at exit: the rule does nothing without it.
 at_exit "rm -f /etc/blksnap/blksnaptab"
 check "the rule attached the new ${loop_listed#/dev/}, listed by LABEL= (within 60 s)" \
@@ -128,9 +128,9 @@ check "no udev cookie is left" sync_ok
 # A snapshot of the origin over vdc (a plain disk, attached by the rule) and
 # of lin, layered, with a store on the loop device no entry names.
 ctl_ok "attach lin (layered)" attach lin
-at_exit "blksnapctl detach lin"
+at_exit "undo_attach lin"
 ctl_ok "create a snapshot of both" create /dev/vdc lin --store "$loop_other" --name udevsnap
-at_exit "blksnapctl destroy udevsnap"
+at_exit "undo_snapshot udevsnap"
 udevadm settle -t 30
 prop() { udevadm info --query=property "/dev/mapper/$1" | sed -n "s/^$2=//p"; }
 check_eq "origin: dm uuid" BLKSNAP-ORIGIN-vdc "$(prop blksnap-vdc DM_UUID)"
@@ -174,8 +174,8 @@ printf '%s\n' '#!/bin/sh' \
 	'"$@" < /dev/null > /dev/null 2>&1 &' > /usr/bin/systemd-run
 chmod +x /usr/bin/systemd-run
 loop_listed=$(losetup -f --show "$work/tabloop.img")
-at_exit "losetup -d $loop_listed"
-at_exit "blksnapctl detach $loop_listed"
+at_exit "undo_loop $loop_listed"
+at_exit "undo_attach $loop_listed"
 k=${loop_listed#/dev/}
 check "the rule attached the new $k through systemd-run (within 60 s)" wait_for 60 attached "$k"
 sed 's/^/#   systemd-run /' "$work/systemd-run.log"

@@ -39,14 +39,14 @@ dm_create lin "0 $size_b linear /dev/vdb 0"
 # The disk through a blksnaptab: the table's parser and matching run too.
 printf '# vda, by its path\n/dev/vda tracking-block=128K\n' > $vglog/tab
 ctl_ok "attach a disk listed in a blksnaptab" attach --from-blksnaptab --tab $vglog/tab /dev/vda
-at_exit "blksnapctl detach /dev/vda"
+at_exit "undo_attach /dev/vda"
 check_eq "it prints the origin" /dev/mapper/blksnap-vda "$OUT"
 ctl_ok "attach a dm device" attach lin --tracking-block 16K
-at_exit "blksnapctl detach lin"
+at_exit "undo_attach lin"
 # Both origins at once, a store of a device and a directory's unlinked file.
 ctl_ok "create a snapshot of both (device and directory store)" \
 	create /dev/vda lin --store /dev/vdc,/tmp --store-size 8M --name vg --json
-at_exit "blksnapctl destroy vg"
+at_exit "undo_snapshot vg"
 check_eq "two images" 2 "$(jq '.images | length' <<< "$OUT")"
 dd if=/dev/urandom of=/dev/mapper/blksnap-vda bs=64k count=4 seek=3 oflag=direct status=none
 dd if=/dev/urandom of=/dev/mapper/lin bs=64k count=4 seek=5 oflag=direct status=none

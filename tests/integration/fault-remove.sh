@@ -51,7 +51,7 @@ force_remove_case() { # force_remove_case LABEL HOW
 	# dd of zeroes into a file, again and again, until a write fails
 	sh -c 'while dd if=/dev/zero of=/mnt/i/x bs=1M count=48 conv=fsync 2>/dev/null; do rm -f /mnt/i/x; done' &
 	filler=$!
-	at_exit "kill $filler"
+	at_exit "stop_bg $filler"
 	origin_writers 20
 	sleep 4
 	check "($label) dd is still writing" kill -0 $filler
@@ -112,9 +112,9 @@ vf_check "(b) origin's stamped part equals the model" $origin $om
 note "(c) blksnapctl: create s1, create s2 (refused), destroy s2, destroy s1"
 check "(c) origin removed (blksnapctl attaches its own)" dmsetup remove frorig
 check "(c) attach $real" blksnapctl attach $real
-at_exit "blksnapctl detach $real"
+at_exit "undo_attach $real"
 check "(c) create s1" blksnapctl create $real --store $store --name s1
-at_exit "blksnapctl destroy s1"
+at_exit "undo_snapshot s1"
 expect_fail "(c) create s2 on the same device fails" blksnapctl create $real --store $store --name s2
 expect_fail "(c) destroy s2 fails (no such snapshot)" blksnapctl destroy s2
 check "(c) s1 is still there" blksnapctl status s1

@@ -12,11 +12,13 @@ require_target blksnap-image
 modprobe dm-linear 2> /dev/null || true
 kmsg_mark
 
-# refuse DESC TEXT_IN_LOG ERRNO_TEXT TABLE: create fails, and a blksnap line in the
-# kernel log names the problem (holds TEXT_IN_LOG, case-insensitive)
+# refuse DESC TEXT_IN_LOG ERRNO_TEXT TABLE: create fails with ERRNO_TEXT (the
+# strerror dmsetup prints), and a blksnap line in the kernel log names the
+# problem and the errno (holds TEXT_IN_LOG, case-insensitive)
 n=0
 refuse() {
 	local desc=$1 logtext=$2 errtext=$3 table=$4
+	[ -n "$logtext" ] && [ -n "$errtext" ] || die "refuse: '$desc' names no log text or errno"
 	n=$((n + 1))
 	kmsg_mark
 	expect_errno "$desc" "$errtext" dmsetup create badimg$n --table "$table"
@@ -35,8 +37,10 @@ refuse() {
 	fi
 }
 
+need="Need <real-dev> <store-dev> <chunk_sectors> (-EINVAL)"
+
 # No blksnap-origin yet.
-refuse "image over a device without a blksnap-origin" "no blksnap-origin" "Invalid argument" \
+refuse "image over a device without a blksnap-origin" "No blksnap-origin on the real device (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $store 8"
 
 check "blksnap-origin over $real" origin_create bdorig $real
@@ -44,30 +48,31 @@ origin=/dev/mapper/bdorig
 check "a dm-linear straight over $real" dm_create bdlin_real "0 $sz linear $real 0"
 check "a dm-linear straight over the origin" dm_create bdlin_orig "0 $sz linear $origin 0"
 
-refuse "store is the real device" "store" "Invalid argument" \
+refuse "store is the real device" "The store cannot be the real device or its origin (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $real 8"
-refuse "store is the origin device" "store" "Invalid argument" \
+refuse "store is the origin device" "The store cannot be the real device or its origin (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $origin 8"
-refuse "real device given as the origin device" "no blksnap-origin" "Invalid argument" \
+refuse "real device given as the origin device" "No blksnap-origin on the real device (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $origin $store 8"
 for chunk in 0 4 7 12 24 100 262144 abc -8 8x; do
-	refuse "chunk '$chunk' (not a power of two in 8..131072)" "chunk" "Invalid argument" \
+	refuse "chunk '$chunk' (not a power of two in 8..131072)" \
+		"chunk_sectors must be a power of two from 8 to 131072 (-EINVAL)" "Invalid argument" \
 		"0 $sz blksnap-image $real $store $chunk"
 done
-refuse "too few arguments (no chunk)" "" "Invalid argument" "0 $sz blksnap-image $real $store"
-refuse "too few arguments (real only)" "" "Invalid argument" "0 $sz blksnap-image $real"
-refuse "no arguments" "" "Invalid argument" "0 $sz blksnap-image"
-refuse "an extra word without an option count" "" "Invalid argument" \
+refuse "too few arguments (no chunk)" "$need" "Invalid argument" "0 $sz blksnap-image $real $store"
+refuse "too few arguments (real only)" "$need" "Invalid argument" "0 $sz blksnap-image $real"
+refuse "no arguments" "$need" "Invalid argument" "0 $sz blksnap-image"
+refuse "an extra word without an option count" "Invalid number of optional arguments (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $store 8 extra"
-refuse "unknown option" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 frobnicate"
-refuse "unknown option with a value" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 frobnicate 7"
-refuse "low_water without its value" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 low_water"
-refuse "low_water not a number" "not a number" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 low_water lots"
-refuse "option count larger than the words" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8"
-refuse "option count not a number" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 x low_water 8"
-refuse "image longer than its origin" "" "Invalid argument" "0 $((sz + 8)) blksnap-image $real $store 8"
-refuse "real device that does not exist" "" "" "0 $sz blksnap-image /dev/nonexistent $store 8"
-refuse "store device that does not exist" "" "" "0 $sz blksnap-image $real /dev/nonexistent 8"
+refuse "unknown option" "Optional argument without a value (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 frobnicate"
+refuse "unknown option with a value" "Unknown optional argument (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 frobnicate 7"
+refuse "low_water without its value" "Optional argument without a value (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 1 low_water"
+refuse "low_water not a number" "Optional argument value is not a number (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 low_water lots"
+refuse "option count larger than the words" "Invalid number of optional arguments (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8"
+refuse "option count not a number" "Invalid number of optional arguments (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 x low_water 8"
+refuse "image longer than its origin" "Image is larger than its origin (-EINVAL)" "Invalid argument" "0 $((sz + 8)) blksnap-image $real $store 8"
+refuse "real device that does not exist" "Real device lookup failed (-ENOENT)" "No such file or directory" "0 $sz blksnap-image /dev/nonexistent $store 8"
+refuse "store device that does not exist" "Store device lookup failed (-ENOENT)" "No such file or directory" "0 $sz blksnap-image $real /dev/nonexistent 8"
 
 # After all that, a good image works and the refusals left no claim behind.
 check_eq "origin state is still '-'" - "$(status_field bdorig 5)"
@@ -75,7 +80,7 @@ check "a well-formed image is accepted" image_create bdimg $real $store 8 low_wa
 check_eq "its table reads back" "$(dev_majmin $real) $(dev_majmin $store) 8 2 low_water 100" \
 	"$(dmsetup table bdimg | cut -d' ' -f4-)"
 check_eq "it is valid" valid "$(image_field bdimg 4)"
-refuse "a second image on the same origin" "" "Device or resource busy" \
+refuse "a second image on the same origin" "The origin already has a snapshot image (-EBUSY)" "Device or resource busy" \
 	"0 $sz blksnap-image $real /dev/vdc 8"
 check_eq "the first image is still valid" valid "$(image_field bdimg 4)"
 check "the first image removed" dmsetup remove bdimg

@@ -39,12 +39,12 @@ fio --output-format=json --output=$fio_out --filename=$origin \
 	--name=buffered --offset=16M --direct=0 --bssplit=512/20:8k/40:128k/40 \
 	--name=direct512 --offset=32M --direct=1 --bssplit=512/30:1k/30:12k/40 &
 fio_pid=$!
-at_exit "kill $fio_pid"
+at_exit "stop_bg $fio_pid"
 
 # Three full reads of the image while the origin is written.
 for i in 1 2 3; do
 	(sleep $((i * 3)); dev_sha $image > $IMG_TMP/read.$i) &
-	at_exit "kill $!"
+	at_exit "stop_bg $!"
 	eval "reader_$i=$!"
 done
 

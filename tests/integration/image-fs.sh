@@ -53,7 +53,7 @@ run_fs() { # run_fs FS DEV
 	: > "$log"
 	writer $omnt "$log" &
 	local wpid=$!
-	at_exit "kill $wpid"
+	at_exit "stop_bg $wpid"
 	check "$fs: the writer completed 3 files" timeout 120 sh -c "until [ \$(wc -l < $log) -ge 3 ]; do sleep 1; done"
 
 	# Checksums just before the suspend (the stable files do not change until after it).
@@ -89,7 +89,7 @@ run_fs() { # run_fs FS DEV
 	esac
 	mkdir -p $imnt
 	check "$fs: image mounted read-write" mount "${mount_opts[@]}" "$idev" $imnt
-	at_exit "mountpoint -q $imnt && umount $imnt"
+	at_exit "! mountpoint -q $imnt || umount $imnt"
 	check "$fs: image files match the checksums from before the suspend" \
 		sh -c "cd $imnt/stable && sha256sum --quiet -c $IMG_TMP/stable.$fs.sha"
 	check_eq "$fs: image holds exactly the stable files of the point in time" \

@@ -48,7 +48,7 @@ check_eq "image state is valid" valid "$(image_field grimg 4)"
 # Grow the store while the origin is being written: the last 64 chunks of the first segment.
 ( wr $((256 << 10)) 4096 ) &
 writer=$!
-at_exit "kill $writer"
+at_exit "stop_bg $writer"
 check "store suspended" dmsetup suspend grstore
 load_two() { printf '%s\n%s\n' "$seg1" "$seg2" | dmsetup load grstore; }
 check "store loaded with a second segment" load_two

@@ -24,7 +24,7 @@ ev0=$(dm_events ovimg)
 note "image event counter before the writes: $ev0"
 timeout 120 dmsetup wait ovimg "$ev0" > /dev/null 2>&1 &
 waiter=$!
-at_exit "kill $waiter"
+at_exit "stop_bg $waiter"
 
 # 1 MiB of writes fits (256 chunks of 512).
 for k in 0 1 2 3; do

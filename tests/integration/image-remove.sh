@@ -26,7 +26,7 @@ fio --output-format=json --output=$IMG_TMP/fio.json --filename=$origin \
 	--offset_increment=16M --size=16M --bssplit=4k/60:64k/40 \
 	--verify=crc32c --do_verify=1 > /dev/null &
 fio_pid=$!
-at_exit "kill $fio_pid"
+at_exit "stop_bg $fio_pid"
 sleep 4
 check "(a) fio is still running when the image is removed" kill -0 $fio_pid
 check "(a) image removed during the writes" timeout 60 dmsetup remove rmimg
@@ -81,10 +81,10 @@ check "(b) image file readable" cmp /mnt/i/data /mnt/i/data
 ev=$(dm_events rmimg)
 (while :; do dd if=$image of=/dev/null bs=64K count=64 iflag=direct status=none 2> /dev/null || :; done) &
 reader=$!
-at_exit "kill $reader"
+at_exit "stop_bg $reader"
 (while :; do { head -c 1M /dev/urandom > /mnt/i/w; sync /mnt/i/w; } 2> /dev/null || :; done) &
 iwriter=$!
-at_exit "kill $iwriter"
+at_exit "stop_bg $iwriter"
 sleep 2
 check "(b) origin removed while the image is mounted and busy" timeout 60 dmsetup remove rmorig
 check_eq "(b) image state is failed" failed "$(image_field rmimg 4)"

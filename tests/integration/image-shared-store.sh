@@ -32,10 +32,10 @@ writes() { # writes X COUNT
 }
 writes a 80 &
 wa=$!
-at_exit "kill $wa"
+at_exit "stop_bg $wa"
 writes b 80 &
 wb=$!
-at_exit "kill $wb"
+at_exit "stop_bg $wb"
 dev_sha /dev/mapper/simg_a > $IMG_TMP/read.a &
 ra=$!
 dev_sha /dev/mapper/simg_b > $IMG_TMP/read.b &

@@ -9,7 +9,7 @@ img=/dev/mapper/blksnap-vda-s1
 sums=$_ctl_tmp/sums
 
 check "attach /dev/vda" blksnapctl attach /dev/vda
-at_exit "blksnapctl detach /dev/vda >/dev/null 2>&1 || true"
+at_exit "undo_attach /dev/vda"
 check "ext4 on the origin" mkfs.ext4 -q $o
 mount_at $o /mnt/o
 mkdir -p /mnt/o/before
@@ -17,7 +17,7 @@ write_files /mnt/o/before b 20 256 $sums
 sync
 
 ctl_ok "snapshot s1 on /dev/vdb" create --name s1 --store /dev/vdb $o
-at_exit "blksnapctl destroy s1 >/dev/null 2>&1 || true"
+at_exit "undo_snapshot s1"
 
 # After the snapshot: a file on the origin (to be rolled back), a file
 # written through the image (to be kept), and a changed file.
@@ -59,7 +59,7 @@ check "origin unmounted" umount /mnt/o
 ssz=$(dev_sectors /dev/vdc)
 check "a slow store (dm-delay, 100 ms reads)" dm_create slow "0 $ssz delay /dev/vdc 0 100 /dev/vdc 0 0"
 ctl_ok "snapshot s2 on the slow store" create --name s2 --store /dev/mapper/slow $o
-at_exit "blksnapctl destroy s2 >/dev/null 2>&1 || true"
+at_exit "undo_snapshot s2"
 check "4 MiB written to the image" dd if=/dev/urandom of=/dev/mapper/blksnap-vda-s2 bs=1M count=4 oflag=direct status=none
 want=$(dd if=/dev/mapper/blksnap-vda-s2 bs=1M iflag=direct status=none | sha256sum)
 ctl_ok "merge s2 (no --wait) returns at once" merge s2
@@ -78,7 +78,7 @@ check "the image is gone" test ! -e /dev/mapper/blksnap-vda-s2
 
 # ---- a failed image cannot be merged ---------------------------------------
 ctl_ok "snapshot s3 on the slow store" create --name s3 --store /dev/mapper/slow $o
-at_exit "blksnapctl destroy s3 >/dev/null 2>&1 || true"
+at_exit "undo_snapshot s3"
 check "the store turns into dm-error" dm_reload slow "0 $ssz error"
 check "an origin write fails the image" dd if=/dev/urandom of=$o bs=4096 count=1 oflag=direct status=none
 ctl_fail "merge of a failed image refused" 1 "is failed: only a valid image can be merged" merge s3

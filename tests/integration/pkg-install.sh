@@ -47,6 +47,7 @@ lap() { note "$1 done at $(($(date +%s) - t0)) s"; }
 db=$top/build/pkg/dpkg-db.tar.zst
 if [ -f "$db" ]; then
 	mount -t tmpfs -o mode=755 dpkgdb /var/lib/dpkg
+	at_exit "umount /var/lib/dpkg"
 	zstd -qdc "$db" | tar -C /var/lib/dpkg -xf -
 fi
 lap "dpkg database"
@@ -97,12 +98,12 @@ check_eq "blksnapctl version" "blksnapctl $version" "$($CTL version)"
 head -c 16M /dev/urandom > "$work/data"
 dd if="$work/data" of=/dev/vda bs=1M oflag=direct status=none
 ctl_ok "attach /dev/vda" attach /dev/vda
-at_exit "$CTL detach /dev/vda"
+at_exit "undo_attach /dev/vda"
 origin=/dev/mapper/blksnap-vda
 before=$(sha256sum < $origin)
 ctl_ok "create a snapshot (a device and a directory store)" \
 	create /dev/vda --store /dev/vdb,/tmp --store-size 8M --name pkg
-at_exit "$CTL destroy pkg"
+at_exit "undo_snapshot pkg"
 img=$(sed -n 2p <<< "$OUT")
 check_eq "the image path" /dev/mapper/blksnap-vda-pkg "$img"
 dd if=/dev/urandom of=$origin bs=64K count=32 seek=8 oflag=direct status=none

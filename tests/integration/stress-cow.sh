@@ -36,8 +36,8 @@ for chunk in 8 32 1024 8; do
 	ow=("${VF_WRITERS[@]}")
 	vf_writers iwriter $image $im $((100 + cycle)) 1 "$secs" --max-blocks 8
 	iw=("${VF_WRITERS[@]}")
-	vf_bg ireader "$VF" read $image $im --seconds "$secs" --quiet
-	vf_bg oreader "$VF" read $origin $om --seconds "$secs" --quiet
+	vf_bg ireader "$VF" read $image $im --writer-id $((100 + cycle)) --seconds "$secs" --quiet
+	vf_bg oreader "$VF" read $origin $om --writer-id 1 --seconds "$secs" --quiet
 	VF_WRITERS=("${ow[@]}" "${iw[@]}")
 	vf_wait_writers
 	vf_wait ireader

@@ -40,7 +40,7 @@ note "memory with the ballast: $(grep -E 'MemAvailable' /proc/meminfo | tr -s ' 
 vf_bg ow0 "$VF" write $origin $om 1 --pass --part 0/2 --max-blocks 64 --seconds 1800 --quiet
 vf_bg ow1 "$VF" write $origin $om 1 --pass --part 1/2 --max-blocks 256 --buffered --seconds 1800 --quiet
 vf_bg iw0 "$VF" write $image $im 2 --seconds 20 --max-blocks 16 --quiet
-vf_bg ir "$VF" read $image $im --seconds 20 --max-blocks 64 --quiet
+vf_bg ir "$VF" read $image $im --writer-id 2 --seconds 20 --max-blocks 64 --quiet
 for w in ow0 ow1 iw0 ir; do vf_wait $w; done
 note "image status: $(image_field smimg 1-4)"
 note "memory: $(grep -E 'MemAvailable|Slab|SUnreclaim' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"

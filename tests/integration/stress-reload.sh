@@ -32,7 +32,7 @@ cn=$(status_field srorig 4)
 vf_bg ow0 "$VF" write $origin $om 1 --part 0/2 --seconds 600 --quiet
 vf_bg ow1 "$VF" write $origin $om 1 --part 1/2 --seconds 600 --buffered --quiet
 vf_bg iw0 "$VF" write $image $im 2 --seconds 600 --max-blocks 4 --quiet
-vf_bg ir "$VF" read $image $im --seconds 600 --quiet
+vf_bg ir "$VF" read $image $im --writer-id 2 --seconds 600 --quiet
 sleep 1
 
 end=$((SECONDS + limit))
