@@ -202,6 +202,7 @@ CG_ROOT=/sys/fs/cgroup
 _cg_mount() {
 	if ! [ -f $CG_ROOT/cgroup.controllers ]; then
 		mount -t cgroup2 cgroup2 $CG_ROOT || return
+		at_exit "umount $CG_ROOT"
 	fi
 	grep -qw io $CG_ROOT/cgroup.controllers || { echo "no io controller in cgroup v2" >&2; return 1; }
 	grep -qw io $CG_ROOT/cgroup.subtree_control || echo +io > $CG_ROOT/cgroup.subtree_control

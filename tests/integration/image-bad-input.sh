@@ -87,24 +87,24 @@ check "the first image removed" dmsetup remove bdimg
 
 # A store that is a dm device mapped straight onto the real device or the
 # origin (the kernel sees it in the store's holder links, "slaves/").
-refuse "store is a dm-linear onto the real device" "mapped onto" "Invalid argument" \
+refuse "store is a dm-linear onto the real device" "The store cannot be the real device, its origin, or a device mapped onto either (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real /dev/mapper/bdlin_real 8"
-refuse "store is a dm-linear onto the origin" "mapped onto" "Invalid argument" \
+refuse "store is a dm-linear onto the origin" "The store cannot be the real device, its origin, or a device mapped onto either (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real /dev/mapper/bdlin_orig 8"
 # A partition of the real device's own disk.
 check "two partitions on /dev/vdd" sh -c 'printf "label: dos\n,32M\n,\n" | sfdisk -q /dev/vdd && blockdev --rereadpt /dev/vdd'
 for _ in $(seq 50); do [ -b /dev/vdd1 ] && break; sleep 0.1; done
 check "blksnap-origin over the whole disk /dev/vdd" origin_create bdorig2 /dev/vdd
 # dm opens devices exclusively: the block layer refuses the overlap.
-refuse "store is a partition of the real device's disk" "" "Device or resource busy" \
+refuse "store is a partition of the real device's disk" "Store device lookup failed (-EBUSY)" "Device or resource busy" \
 	"0 $(dev_sectors /dev/vdd) blksnap-image /dev/vdd /dev/vdd1 8"
 check "origin over /dev/vdd removed" dmsetup remove bdorig2
 
 # copy_timeout: 1..86400 seconds, each option once.
-refuse "copy_timeout 0" "copy_timeout" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 0"
-refuse "copy_timeout 86401" "copy_timeout" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 86401"
-refuse "low_water given twice" "twice" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8 low_water 9"
-refuse "six option words" "" "Invalid argument" "0 $sz blksnap-image $real $store 8 6 low_water 8 copy_timeout 9 x 1"
+refuse "copy_timeout 0" "copy_timeout must be 1 to 86400 seconds (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 0"
+refuse "copy_timeout 86401" "copy_timeout must be 1 to 86400 seconds (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 2 copy_timeout 86401"
+refuse "low_water given twice" "Optional argument given twice (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 4 low_water 8 low_water 9"
+refuse "six option words" "Invalid number of optional arguments (-EINVAL)" "Invalid argument" "0 $sz blksnap-image $real $store 8 6 low_water 8 copy_timeout 9 x 1"
 check "both options are accepted" image_create bdimg $real $store 8 copy_timeout 30 low_water 100
 check_eq "the table keeps them as given" "$(dev_majmin $real) $(dev_majmin $store) 8 4 low_water 100 copy_timeout 30" \
 	"$(dmsetup table bdimg | cut -d' ' -f4-)"
