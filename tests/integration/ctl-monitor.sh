@@ -74,6 +74,23 @@ check_eq "it exits 0" 0 "$rc"
 check "it says so" grep -q "mon2: monitor stopped" /tmp/monitor2.log
 check "destroy mon2" blksnapctl destroy mon2
 
+# ---- an overflow ends the monitor with exit 1 -------------------------------------
+check "snapshot ovf with a 4 MiB store" blksnapctl create /dev/vda --store /mnt/stores/dir --store-size 4M --name ovf
+at_exit "blksnapctl destroy ovf >/dev/null 2>&1 || true"
+blksnapctl monitor ovf --limit 4M > /tmp/monitor-ovf.log 2>&1 &
+mpid=$!
+sleep 2
+dd if=/dev/urandom of="$a" bs=1M count=8 oflag=direct status=none
+for _ in $(seq 1 50); do
+	kill -0 "$mpid" 2>/dev/null || break
+	sleep 0.2
+done
+wait "$mpid" && rc=0 || rc=$?
+sed 's/^/#   /' /tmp/monitor-ovf.log
+check_eq "the monitor exits 1 on the overflow" 1 "$rc"
+check "naming the image" grep -q "image blksnap-vda-ovf overflowed" /tmp/monitor-ovf.log
+check "destroy ovf" blksnapctl destroy ovf
+
 # ---- create --monitor: without systemd, a monitor of its own ---------------------
 mkdir -p /etc/blksnap
 [ ! -e /etc/blksnap/monitor.conf ] || cp /etc/blksnap/monitor.conf /tmp/monitor.conf.saved
