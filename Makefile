@@ -33,9 +33,15 @@ CFLAGS ?= -O2 -g
 # build (debian/rules) and DKMS build without it, so that a newer compiler's
 # new warning does not break an installation.
 BLKSNAP_WERROR ?= y
+# The build's own flags (e.g. dpkg-buildflags' hardening: -Wl,-z,relro,-z,now)
+# go on every link line.
+LDFLAGS ?=
+CPPFLAGS ?=
 BLKSNAP_CFLAGS := -std=c11 -Wall -Wextra $(if $(filter y,$(BLKSNAP_WERROR)),-Werror) -D_GNU_SOURCE \
 	-I$(TOP)/include -I$(TOP)/userspace/lib -DBLKSNAP_VERSION=\"$(VERSION)\"
 LDLIBS_LIB := -ldevmapper -lblkid -pthread
+# Exported symbols and their version node.
+LIB_SYMS := $(TOP)/userspace/lib/libblksnap.sym
 
 LIB_SRCS := $(sort $(wildcard userspace/lib/*.c))
 CLI_SRCS := $(sort $(wildcard userspace/blksnapctl/*.c))
@@ -47,7 +53,11 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 LIB_A := $(BUILD)/lib/libblksnap.a
 LIB_SO := $(BUILD)/lib/libblksnap.so.$(SOVERSION)
+# blksnapctl links the shared library. build/bin/blksnapctl finds it in
+# build/lib (a RUNPATH of $ORIGIN/../lib) so that it runs from the tree;
+# build/sbin/blksnapctl, the one make install installs, has no RUNPATH.
 CLI := $(if $(CLI_SRCS),$(BUILD)/bin/blksnapctl)
+CLI_INSTALL := $(if $(CLI_SRCS),$(BUILD)/sbin/blksnapctl)
 
 .PHONY: all help deps module userspace unit tools check demo bench clean install uninstall \
 	debug-kernel check-debug
@@ -91,28 +101,37 @@ endif
 	$(MAKE) -s -C $(KDIR) M=$(KMOD_DIR) BLKSNAP_WERROR=$(BLKSNAP_WERROR) modules
 
 # ---- userspace -----------------------------------------------------------
-userspace: $(if $(LIB_SRCS),$(LIB_A) $(LIB_SO)) $(CLI)
+userspace: $(if $(LIB_SRCS),$(LIB_A) $(LIB_SO)) $(CLI) $(CLI_INSTALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BLKSNAP_CFLAGS) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+	$(CC) $(BLKSNAP_CFLAGS) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+
+# create --monitor reads the monitor's configuration where make install puts it.
+$(BUILD)/obj/userspace/blksnapctl/main.o: BLKSNAP_CFLAGS += -DBLKSNAP_SYSCONFDIR=\"$(SYSCONFDIR)\"
 
 $(LIB_A): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
+	rm -f $@
 	$(AR) rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJS)
+$(LIB_SO): $(LIB_OBJS) $(LIB_SYMS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libblksnap.so.$(SOVERSION) \
+		-Wl,--version-script=$(LIB_SYMS) -Wl,--no-undefined -o $@ $(LIB_OBJS) $(LDLIBS_LIB)
 	ln -sf libblksnap.so.$(SOVERSION) $(BUILD)/lib/libblksnap.so
 
-$(BUILD)/bin/blksnapctl: $(CLI_OBJS) $(LIB_A)
+$(BUILD)/bin/blksnapctl: $(CLI_OBJS) $(LIB_SO)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lblksnap
+
+$(BUILD)/sbin/blksnapctl: $(CLI_OBJS) $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) -L$(BUILD)/lib -lblksnap
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(BLKSNAP_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(LIB_A) -lcmocka $(LDLIBS_LIB)
+	$(CC) $(BLKSNAP_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LIB_A) -lcmocka $(LDLIBS_LIB)
 
 unit: $(UNIT_BINS)
 
@@ -121,7 +140,7 @@ TOOLS := $(BUILD)/tools/devcmp
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BLKSNAP_CFLAGS) $(CFLAGS) -o $@ $<
+	$(CC) $(BLKSNAP_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 tools: $(TOOLS)
 
@@ -183,7 +202,7 @@ RUN_DKMS = $(if $(DESTDIR),,$(if $(filter-out no,$(DKMS)),$(shell command -v dkm
 install: userspace
 	@grep -q '^PACKAGE_VERSION="$(VERSION)"$$' $(TOP)/dkms.conf || \
 		{ echo "dkms.conf: PACKAGE_VERSION is not $(VERSION)" >&2; exit 1; }
-	$(INSTALL) -D -m 0755 $(CLI) $(DESTDIR)$(SBINDIR)/blksnapctl
+	$(INSTALL) -D -m 0755 $(CLI_INSTALL) $(DESTDIR)$(SBINDIR)/blksnapctl
 	$(INSTALL) -D -m 0644 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libblksnap.so.$(SOVERSION)
 	ln -sfn libblksnap.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libblksnap.so
 	$(INSTALL) -D -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libblksnap.a

@@ -32,10 +32,14 @@ sync
 run blksnapctl list
 
 say "2. Snapshot: a coherent point-in-time image (the file system is frozen for it)"
-run blksnapctl create "$dev" --store "$store" --name monday
+run blksnapctl create "$dev" --store "$store" --name monday | tee "$backup/monday.txt"
 image=/dev/mapper/blksnap-vda-monday
-n1=$(( $(blksnapctl cbt info "$dev" --json | jq .change_number) - 1 ))
-echo "The snapshot's CBT number is $n1."
+# create prints each image with its CBT generation and snapshot number: a
+# backup tool records both, and asks for the changes since them next time.
+gen1=$(sed -n 's/.* generation_uuid=\([^ ]*\) .*/\1/p' "$backup/monday.txt")
+n1=$(sed -n 's/.* snapshot_number=\([0-9]*\)$/\1/p' "$backup/monday.txt")
+[ -n "$gen1" ] && [ -n "$n1" ] || fail "create printed no CBT numbers"
+echo "The snapshot's CBT number is $n1, in generation $gen1."
 
 say "3. Full backup: read the whole image while the file system stays in use"
 echo "Meanwhile the application keeps writing to the live device..."
@@ -59,7 +63,8 @@ say "5. Second snapshot, and the extents changed since the first"
 run blksnapctl create "$dev" --store "$store" --name tuesday
 image=/dev/mapper/blksnap-vda-tuesday
 sum_tuesday=$(sha256sum < "$image" | cut -d' ' -f1)
-blksnapctl cbt changes "$dev" --since "$n1" --json > "$backup/changes.json"
+printf '$ blksnapctl cbt changes %s --since %s --generation %s --json > changes.json\n' "$dev" "$n1" "$gen1"
+blksnapctl cbt changes "$dev" --since "$n1" --generation "$gen1" --json > "$backup/changes.json"
 extents=$(jq -r '.extents[] | "\(.start) \(.sectors)"' "$backup/changes.json")
 count=$(echo "$extents" | grep -c . || true)
 changed=$(jq '[.extents[].sectors] | add // 0' "$backup/changes.json")

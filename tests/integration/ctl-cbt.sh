@@ -1,5 +1,5 @@
 #!/bin/bash
-# blksnapctl cbt read/changes/mark-dirty/info equal the kernel's messages and the CBT model
+# blksnapctl cbt read/changes/mark-dirty/info/take/reset equal the kernel's messages and the CBT model; impossible --since and --generation are refused
 # vm: --disks 1 --disk-size 1G --timeout 400
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/ctl-lib.sh"
@@ -39,7 +39,11 @@ for spec in "0 8" "9 7" "1000 100" "262136 16" "$((size - 1)) 1"; do
 done
 take_and_check $name
 check "write 8 sectors at 4096 after the second take" do_write $origin 4096 8
-take_and_check $name
+# A take through blksnapctl: it prints the snapshot number.
+ctl_ok "cbt take" cbt take $real
+model_take
+check_eq "cbt take prints the snapshot number" "$M_LAST_TAKE" "$OUT"
+check_eq "the change number is the next one" "$M_C" "$(status_field $name 4)"
 
 ctl_ok "cbt read --out" cbt read $real --out $work/map
 check_eq "the map has one byte per tracking block" "$M_BLOCKS" "$(stat -c %s $work/map)"
@@ -66,6 +70,24 @@ for since in 0 $((M_LAST_TAKE - 1)); do
 	check_eq "cbt changes --since $since equals the kernel's cbt_changes" "$OUT" \
 		"$(ctl cbt changes $real --since $since | tr '\n' ' ' | sed 's/ $//')"
 done
+# What --since cannot be: the last snapshot (nothing after it, by
+# construction) or past it; another generation than the one named.
+last=$M_LAST_TAKE
+ctl_fail "cbt changes --since the last snapshot" 1 "that is its last snapshot" \
+	cbt changes $real --since $last
+ctl_fail "cbt changes --since past the last snapshot" 1 "its last snapshot is number $last" \
+	cbt changes $real --since $((last + 1))
+ctl_fail "cbt changes --since 255" 1 "its last snapshot is number $last" \
+	cbt changes $real --since 255
+gen=$(status_field $name 3)
+ctl_fail "cbt changes --generation of another generation" 1 "make a full backup" \
+	cbt changes $real --since 0 --generation 00000000-0000-0000-0000-000000000000
+ctl_ok "cbt changes --generation of this one" cbt changes $real --since 1 --generation "$gen" --json
+check_eq "it lists the model's extents" "$(model_changes 1)" \
+	"$(jq -r '[.extents[] | "\(.start)+\(.sectors)"] | join(" ")' <<< "$OUT")"
+check_eq "the JSON has the last snapshot's number" "$last" "$(jq .snapshot_number <<< "$OUT")"
+ctl_ok "--generation in capitals" cbt changes $real --since 1 --generation "${gen^^}"
+
 ctl_ok "cbt read after mark-dirty" cbt read $real --out $work/map
 check_eq "the map shows the marked blocks" "$(model_map_bytes)" "$(map_bytes $work/map)"
 ctl_fail "mark-dirty beyond the end is refused" 1 "outside" cbt mark-dirty $real "$size+8"
@@ -78,11 +100,20 @@ ctl_ok "cbt info --json" cbt info $real --json
 gen=$(jq -r .generation_uuid <<< "$OUT")
 check_eq "cbt info: the generation" "$(status_field $name 3)" "$gen"
 check_eq "cbt info: the change number" "$M_C" "$(jq .change_number <<< "$OUT")"
+check_eq "cbt info: the last snapshot's number" "$M_LAST_TAKE" "$(jq .snapshot_number <<< "$OUT")"
 check_eq "cbt info: the tracking block" 8 "$(jq .tracking_block_sectors <<< "$OUT")"
 check_eq "cbt info: the state" "-" "$(jq -r .state <<< "$OUT")"
-check "cbt_reset" cbt_reset $name
-ctl_ok "cbt info after cbt_reset" cbt info $real --json
+ctl_ok "cbt reset" cbt reset $real
+ctl_ok "cbt info after cbt reset" cbt info $real --json
 check "a new generation uuid" test "$(jq -r .generation_uuid <<< "$OUT")" != "$gen"
 check_eq "change number 1" 1 "$(jq .change_number <<< "$OUT")"
+check_eq "no snapshot in the new generation" null "$(jq .snapshot_number <<< "$OUT")"
+ctl_fail "cbt changes before the new generation's first snapshot" 1 "no snapshot in CBT generation" \
+	cbt changes $real --since 0
+ctl_fail "cbt changes --generation of the old one" 1 "make a full backup" \
+	cbt changes $real --since 1 --generation "$gen"
 ctl_ok "cbt info as text" cbt info $real
 check "the text names the generation" grep -q "generation: *$(status_field $name 3)" <<< "$OUT"
+check "the text says change_number is the next snapshot's" \
+	grep -q "change number: *1 (the next snapshot's number)" <<< "$OUT"
+check "and that there is no last snapshot" grep -q "last snapshot: *none" <<< "$OUT"

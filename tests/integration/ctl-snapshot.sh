@@ -51,7 +51,10 @@ for round in 1 2 3; do
 	images=$(printf '%s\n' "$OUT" | grep '^/dev/mapper/' || true)
 	check_eq "create prints the snapshot name then one image per device" \
 		"pair$round /dev/mapper/blksnap-vda-pair$round /dev/mapper/blksnap-vdb-pair$round" \
-		"$(printf '%s\n' "$OUT" | tr '\n' ' ' | sed 's/ $//')"
+		"$(printf '%s\n' "$OUT" | awk '{ print $1 }' | tr '\n' ' ' | sed 's/ $//')"
+	check_eq "round $round: each image with its origin's generation and snapshot number" \
+		"generation_uuid=$(status_field blksnap-vda 3) snapshot_number=$round|generation_uuid=$(status_field blksnap-vdb 3) snapshot_number=$round" \
+		"$(printf '%s\n' "$OUT" | sed -n '2,$p' | cut -d' ' -f2- | tr '\n' '|' | sed 's/|$//')"
 	sa=$(seq_of /dev/mapper/blksnap-vda-pair$round)
 	sb=$(seq_of /dev/mapper/blksnap-vdb-pair$round)
 	note "round $round: image of A at $sa, image of B at $sb, live A at $(seq_of "$a")"

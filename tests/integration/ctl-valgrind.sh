@@ -58,7 +58,7 @@ ctl_ok "cbt changes --json" cbt changes /dev/vda --since 0 --json
 ctl_ok "cbt read" cbt read lin --out $vglog/map
 ctl_ok "cbt mark-dirty" cbt mark-dirty /dev/vda 0+8 4096+16
 ctl_ok "destroy the snapshot" destroy vg
-check_eq "only the origins are left" "blksnap-vda lin lin-real" "$(dm_names)"
+check_eq "only the origins are left" "blksnap-vda lin lin-bsreal" "$(dm_names)"
 
 ctl_fail "attach of an attached disk" 1 "already attached" attach /dev/vda
 

@@ -103,7 +103,7 @@ static void test_attach_detach(void **state)
 	assert_int_equal(args.tracking_block, 1 << 20);
 
 	assert_int_equal(parse("attach", NULL), EXIT_USAGE);
-	usage_error("attach: missing argument");
+	usage_error("attach: missing <device>");
 	assert_int_equal(parse("attach", "a", "b", NULL), EXIT_USAGE);
 	usage_error("too many arguments");
 	assert_int_equal(parse("attach", "/dev/vdb", "--tracking-block", NULL), EXIT_USAGE);
@@ -121,6 +121,42 @@ static void test_attach_detach(void **state)
 	assert_int_equal(args.cmd, CLI_DETACH);
 	assert_string_equal(args.device, "/dev/vdb");
 	assert_int_equal(parse("detach", NULL), EXIT_USAGE);
+	usage_error("detach: missing <device>");
+
+	/* A value that parses but cannot be right is a usage error too (exit 2). */
+	assert_int_equal(parse("attach", "/dev/vdb", "--tracking-block", "2K", NULL), EXIT_USAGE);
+	usage_error("attach: --tracking-block 2K: tracking block 2 KiB: must be a power of two");
+	assert_int_equal(parse("attach", "/dev/vdb", "--tracking-block", "12K", NULL), EXIT_USAGE);
+	assert_int_equal(parse("attach", "--from-blksnaptab", "--no-udev-wait", "/dev/vdb", NULL), 0);
+	assert_true(args.no_udev_wait);
+	assert_int_equal(parse("attach", "--no-udev-wait", "/dev/vdb", NULL), EXIT_USAGE);
+	usage_error("--no-udev-wait goes with --from-blksnaptab");
+}
+
+/* -v, --verbose and --debug: before the command or among its options. */
+static void test_verbosity(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("list", NULL), 0);
+	assert_int_equal(args.verbosity, 0);
+	assert_int_equal(parse("-v", "list", NULL), 0);
+	assert_int_equal(args.cmd, CLI_LIST);
+	assert_int_equal(args.verbosity, 1);
+	assert_int_equal(parse("--verbose", "cbt", "info", "/dev/vdb", NULL), 0);
+	assert_int_equal(args.cmd, CLI_CBT_INFO);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_int_equal(args.verbosity, 1);
+	assert_int_equal(parse("--debug", "destroy", "s1", NULL), 0);
+	assert_int_equal(args.verbosity, 2);
+	assert_string_equal(args.snapshot, "s1");
+	assert_int_equal(parse("destroy", "s1", "-v", NULL), 0);
+	assert_int_equal(args.verbosity, 1);
+	assert_int_equal(parse("store", "add", "s1", "/dev/sdc", "--debug", NULL), 0);
+	assert_int_equal(args.verbosity, 2);
+	assert_int_equal(parse("-v", "--debug", NULL), EXIT_USAGE);
+	usage_error("no command");
+	assert_int_equal(parse("-v", "--help", NULL), 0);
+	assert_true(args.help);
 }
 
 static void test_attach_from_tab(void **state)
@@ -180,7 +216,7 @@ static void test_create(void **state)
 	assert_int_equal(parse("create", "/dev/vdb", NULL), EXIT_USAGE);
 	usage_error("--store is required");
 	assert_int_equal(parse("create", "--store", "/tmp", NULL), EXIT_USAGE);
-	usage_error("create: missing argument");
+	usage_error("create: missing <device>");
 	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp,,/x", NULL), EXIT_USAGE);
 	usage_error("empty entry in --store");
 	assert_int_equal(parse("create", "/dev/vdb", "--store", ",", NULL), EXIT_USAGE);
@@ -188,6 +224,24 @@ static void test_create(void **state)
 	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--chunk", "4.5K", NULL),
 			 EXIT_USAGE);
 	usage_error("--chunk");
+	/* Every bad size is exit 2, whether its syntax or its value is wrong. */
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--chunk", "3K", NULL),
+			 EXIT_USAGE);
+	usage_error("create: --chunk 3K: chunk size 3 KiB: must be a power of two from 4 KiB to 64 MiB");
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--chunk", "1.5G", NULL),
+			 EXIT_USAGE);
+	usage_error("create: --chunk 1.5G: chunk size 1.5 GiB");
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--chunk", "0.5M", NULL), 0);
+	assert_int_equal(args.chunk, 512 * 1024);
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--store-size", "1000", NULL),
+			 EXIT_USAGE);
+	usage_error("--store-size 1000: store size 1000 B: must be a multiple of 512 bytes");
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/dev/sdc", "--force", "--monitor", NULL), 0);
+	assert_true(args.force);
+	assert_true(args.monitor);
+	assert_int_equal(parse("create", "/dev/vdb", "--store", "/dev/sdc", NULL), 0);
+	assert_false(args.force);
+	assert_false(args.monitor);
 	assert_int_equal(parse("create", "/dev/vdb", "--store", "/tmp", "--store-size",
 			       "99999999999999999999", NULL), EXIT_USAGE);
 	usage_error("too large");
@@ -223,6 +277,13 @@ static void test_snapshot_commands(void **state)
 	assert_string_equal(args.store, "/var/tmp");
 	assert_true(args.size == 2ULL << 30);
 	assert_int_equal(parse("store", "add", "s1", NULL), EXIT_USAGE);
+	usage_error("store add: missing <dev|dir>");
+	assert_int_equal(parse("store", "add", NULL), EXIT_USAGE);
+	usage_error("store add: missing <snapshot> <dev|dir>");
+	assert_int_equal(parse("store", "add", "s1", "/dev/sdc", "--force", NULL), 0);
+	assert_true(args.force);
+	assert_int_equal(parse("store", "add", "s1", "/var/tmp", "--size", "3000", NULL), EXIT_USAGE);
+	usage_error("--size 3000: store size");
 	assert_int_equal(parse("store", NULL), EXIT_USAGE);
 	usage_error("'store' needs a subcommand: add");
 	assert_int_equal(parse("store", "remove", "s1", NULL), EXIT_USAGE);
@@ -237,6 +298,8 @@ static void test_snapshot_commands(void **state)
 	assert_true(args.limit == 10ULL << 30);
 	assert_string_equal(args.store_dir, "/srv");
 	assert_int_equal(parse("monitor", "s1", "--limit", "1X", NULL), EXIT_USAGE);
+	assert_int_equal(parse("monitor", "s1", "--grow-by", "6000", NULL), EXIT_USAGE);
+	usage_error("monitor: --grow-by 6000: growth 5.8 KiB: must be a multiple of 4 KiB");
 
 	assert_int_equal(parse("merge", "s1", "--wait", NULL), 0);
 	assert_int_equal(args.cmd, CLI_MERGE);
@@ -281,7 +344,7 @@ static void test_cbt(void **state)
 	assert_int_equal(args.extents[1].start, 2048);
 	assert_int_equal(args.extents[1].sectors, 16);
 	assert_int_equal(parse("cbt", "mark-dirty", "/dev/vdb", NULL), EXIT_USAGE);
-	usage_error("missing argument");
+	usage_error("missing <start>+<sectors>");
 	assert_int_equal(parse("cbt", "mark-dirty", "/dev/vdb", "0+8", "2048", NULL), EXIT_USAGE);
 	usage_error("invalid extent '2048'");
 	assert_int_equal(args.n_extents, 0);
@@ -289,9 +352,22 @@ static void test_cbt(void **state)
 	assert_int_equal(parse("cbt", "mark-dirty", "/dev/vdb", "5+0", NULL), EXIT_USAGE);
 
 	assert_int_equal(parse("cbt", NULL), EXIT_USAGE);
-	usage_error("info, changes, read or mark-dirty");
-	assert_int_equal(parse("cbt", "take", "/dev/vdb", NULL), EXIT_USAGE);
-	usage_error("unknown command 'cbt take'");
+	usage_error("info, changes, read, mark-dirty, take or reset");
+	assert_int_equal(parse("cbt", "take", "/dev/vdb", NULL), 0);
+	assert_int_equal(args.cmd, CLI_CBT_TAKE);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_int_equal(parse("cbt", "reset", "/dev/vdb", NULL), 0);
+	assert_int_equal(args.cmd, CLI_CBT_RESET);
+	assert_int_equal(parse("cbt", "take", NULL), EXIT_USAGE);
+	usage_error("cbt take: missing <device>");
+	assert_int_equal(parse("cbt", "frob", "/dev/vdb", NULL), EXIT_USAGE);
+	usage_error("unknown command 'cbt frob'");
+
+	assert_int_equal(parse("cbt", "changes", "/dev/vdb", "--since", "2", "--generation",
+			       "0123abcd-4567-89ef-abcd-0123456789ab", NULL), 0);
+	assert_string_equal(args.generation, "0123abcd-4567-89ef-abcd-0123456789ab");
+	assert_int_equal(parse("cbt", "changes", "/dev/vdb", "--since", "2", NULL), 0);
+	assert_null(args.generation);
 }
 
 static void test_help(void **state)
@@ -300,7 +376,8 @@ static void test_help(void **state)
 		{ "attach", NULL }, { "detach", NULL }, { "create", NULL }, { "destroy", NULL },
 		{ "list", NULL }, { "status", NULL }, { "store", "add" }, { "monitor", NULL },
 		{ "cbt", "info" }, { "cbt", "changes" }, { "cbt", "read" },
-		{ "cbt", "mark-dirty" }, { "merge", NULL }, { "version", NULL },
+		{ "cbt", "mark-dirty" }, { "cbt", "take" }, { "cbt", "reset" },
+		{ "merge", NULL }, { "version", NULL },
 	};
 
 	(void)state;
@@ -337,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_top_level),
 		cmocka_unit_test(test_attach_detach),
 		cmocka_unit_test(test_attach_from_tab),
+		cmocka_unit_test(test_verbosity),
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_snapshot_commands),
 		cmocka_unit_test(test_cbt),

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -133,11 +135,18 @@ static void test_create_params(void **state)
 	const char *devs[] = { "/dev/vdb" };
 	const char *stores[] = { "/var/tmp" };
 	struct blksnap_create_params p = {
-		.devices = devs, .n_devices = 1, .stores = stores, .n_stores = 1,
+		.size = sizeof(p), .devices = devs, .n_devices = 1, .stores = stores, .n_stores = 1,
 	};
 	struct blksnap_snapshot *s = (void *)1;
 
 	(void)state;
+	/* A caller that did not set the size (an older or a wrong layout). */
+	p.size = 0;
+	assert_int_equal(blksnap_create(ctx, &p, &s), -EINVAL);
+	assert_null(s);
+	assert_non_null(strstr(blksnap_errmsg(ctx), "sizeof(struct blksnap_create_params)"));
+	assert_int_equal(blksnap_create(ctx, NULL, &s), -EINVAL);
+	p.size = sizeof(p);
 	p.n_devices = 0;
 	assert_int_equal(blksnap_create(ctx, &p, &s), -EINVAL);
 	assert_null(s);
@@ -152,7 +161,7 @@ static void test_create_params(void **state)
 	assert_non_null(strstr(blksnap_errmsg(ctx), "multiple of 512"));
 	p.chunk_size = 2048;
 	assert_int_equal(blksnap_create(ctx, &p, &s), -EINVAL);
-	assert_non_null(strstr(blksnap_errmsg(ctx), "power of two from 8"));
+	assert_non_null(strstr(blksnap_errmsg(ctx), "power of two from 4 KiB"));
 	p.chunk_size = 128ULL << 20;
 	assert_int_equal(blksnap_create(ctx, &p, &s), -EINVAL);
 	p.chunk_size = 0;
@@ -165,17 +174,24 @@ static void test_create_params(void **state)
 
 static void test_other_params(void **state)
 {
-	struct blksnap_monitor_params mp = { .grow_by = 1000 };
+	struct blksnap_monitor_params mp = { .size = sizeof(mp), .grow_by = 1000 };
+	struct blksnap_origin_status st = { 0 };
 	struct blksnap_extent *ext = (void *)1;
 	size_t n = 5;
 
 	(void)state;
-	assert_int_equal(blksnap_cbt_changes(ctx, "/dev/vdb", 256, &ext, &n, NULL), -EINVAL);
+	assert_int_equal(blksnap_cbt_changes(ctx, "/dev/vdb", NULL, 256, &ext, &n, NULL), -EINVAL);
 	assert_null(ext);
 	assert_int_equal(n, 0);
 	assert_non_null(strstr(blksnap_errmsg(ctx), "0..255"));
+	assert_int_equal(blksnap_cbt_changes(ctx, "/dev/vdb", NULL, 1, &ext, &n, &st), -EINVAL);
+	assert_non_null(strstr(blksnap_errmsg(ctx), "sizeof(struct blksnap_origin_status)"));
 	assert_int_equal(blksnap_monitor(ctx, "s1", &mp), -EINVAL);
-	assert_non_null(strstr(blksnap_errmsg(ctx), "--grow-by"));
+	assert_non_null(strstr(blksnap_errmsg(ctx), "multiple of 4 KiB"));
+	mp.size = 8;
+	mp.grow_by = 0;
+	assert_int_equal(blksnap_monitor(ctx, "s1", &mp), -EINVAL);
+	assert_non_null(strstr(blksnap_errmsg(ctx), "sizeof(struct blksnap_monitor_params)"));
 }
 
 static void test_resolve(void **state)
@@ -211,6 +227,69 @@ static void test_loop_store_params(void **state)
 	assert_non_null(strstr(blksnap_errmsg(ctx), "cannot create a store file in /nonexistent-dir-x7"));
 }
 
+/* The header's version is the library's. */
+static void test_version(void **state)
+{
+	char v[32];
+
+	(void)state;
+	snprintf(v, sizeof(v), "%d.%d.%d", BLKSNAP_VERSION_MAJOR, BLKSNAP_VERSION_MINOR,
+		 BLKSNAP_VERSION_MICRO);
+	assert_string_equal(v, BLKSNAP_VERSION_STRING);
+	assert_string_equal(blksnap_version(), BLKSNAP_VERSION_STRING);
+	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 1, 0));
+	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 0, 9));
+	assert_false(BLKSNAP_VERSION_AT_LEAST(0, 1, 1));
+	assert_false(BLKSNAP_VERSION_AT_LEAST(1, 0, 0));
+}
+
+/*
+ * What a call that needs device-mapper returns when it cannot have it:
+ * -EACCES for a caller that is not root, -ENODEV without device-mapper in
+ * the kernel; never -ENOMEM. Each runs in a child: setresuid() cannot be
+ * undone, and libdevmapper keeps its control descriptor.
+ */
+static int dm_errno_in_child(uid_t uid)
+{
+	struct blksnap_list *l = NULL;
+	struct blksnap_ctx *c;
+	int status, r;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (uid && (setresgid(uid, uid, uid) || setresuid(uid, uid, uid)))
+			_exit(100);
+		if (blksnap_ctx_new(&c))
+			_exit(101);
+		r = blksnap_list(c, &l);
+		printf("# uid %d: blksnap_list -> %d (%s): %s\n", (int)uid, r,
+		       r ? strerror(-r) : "ok", blksnap_errmsg(c));
+		blksnap_list_free(l);
+		blksnap_ctx_free(c);
+		_exit(r == 0 ? 0 : r == -EACCES ? 1 : r == -ENODEV ? 2 : r == -ENOMEM ? 3 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_dm_errno(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		assert_int_equal(dm_errno_in_child(geteuid()), 1);
+		return;
+	}
+	assert_int_equal(dm_errno_in_child(65534), 1);		/* nobody: -EACCES */
+	/* root: -ENODEV where the kernel has no device-mapper, else success */
+	if (access("/sys/class/misc/device-mapper", F_OK))
+		assert_int_equal(dm_errno_in_child(0), 2);
+	else
+		assert_int_equal(dm_errno_in_child(0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +301,8 @@ int main(void)
 		cmocka_unit_test(test_other_params),
 		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_loop_store_params),
+		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_dm_errno),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "../../userspace/blksnapctl/json.c"
 
 struct mem {
 	char *buf;

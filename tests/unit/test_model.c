@@ -92,6 +92,7 @@ static int setup(void **state)
 		(struct tgt[]){ { 4096, "blksnap-image", "253:1 253:3 8" } });
 	add_dev(sys, "vg-lv", "LVM-abcdef", 253, 0, "128 32 " UUID " 2 snap", 1,
 		(struct tgt[]){ { 4096, "blksnap-origin", "253:1" } });
+	/* Named as 0.1.0 named real devices (now -bsreal): found by its uuid. */
 	add_dev(sys, "vg-lv-real", "BLKSNAP-REAL-vg-lv", 253, 1, NULL, 2,
 		(struct tgt[]){ { 2048, "linear", "8:16 2048" }, { 2048, "linear", "8:17 0" } });
 	add_dev(sys, "blksnap-vdb", "BLKSNAP-ORIGIN-vdb", 253, 2, "256 8 " UUID " 1 -", 1,
@@ -145,6 +146,8 @@ static void test_origins(void **state)
 	assert_int_equal(o->size_sectors, 4096);
 	assert_true(o->status_valid);
 	assert_int_equal(o->status.state, BLKSNAP_ORIGIN_SNAP);
+	assert_int_equal(o->status.change_number, 2);
+	assert_int_equal(o->status.snapshot_number, 1);
 	assert_string_equal(o->snapshot, "s1");
 	assert_string_equal(o->image, "vg-lv-s1");
 
@@ -156,6 +159,7 @@ static void test_origins(void **state)
 	assert_int_equal(o->real_major, 252);
 	assert_int_equal(o->real_minor, 16);
 	assert_int_equal(o->status.tracking_block_sectors, 256);
+	assert_int_equal(o->status.snapshot_number, 0);
 	assert_null(o->snapshot);
 
 	o = bs_list_origin(l, "broken");
@@ -192,6 +196,9 @@ static void test_snapshots(void **state)
 	assert_string_equal(s->images[0].origin_path, "/dev/mapper/vg-lv");
 	assert_true(s->images[0].status_valid);
 	assert_int_equal(s->images[0].status.copied_chunks, 2);
+	/* The image is the origin's last snapshot: its CBT number and generation. */
+	assert_int_equal(s->images[0].snapshot_number, 1);
+	assert_string_equal(s->images[0].generation_uuid, UUID);
 
 	/* A store left without images is still a snapshot, so destroy finds it. */
 	s = bs_list_snapshot(l, "s2");

@@ -37,7 +37,7 @@ static void test_check_tracking_block(void **state)
 	assert_int_equal(bs_check_tracking_block(&ctx, 0, 0), -EINVAL);
 	/* Too many blocks: the message names the smallest that works. */
 	assert_int_equal(bs_check_tracking_block(&ctx, 8, 8ULL * 2097152 + 1), -EINVAL);
-	assert_non_null(strstr(ctx.errmsg, "use at least 16 sectors"));
+	assert_non_null(strstr(ctx.errmsg, "use at least 8 KiB"));
 	assert_int_equal(bs_check_tracking_block(&ctx, 8, 8ULL * 2097152), 0);
 }
 
@@ -49,7 +49,7 @@ static void test_check_chunk(void **state)
 	assert_int_equal(bs_check_chunk(&ctx, 4), -EINVAL);
 	assert_int_equal(bs_check_chunk(&ctx, 262144), -EINVAL);
 	assert_int_equal(bs_check_chunk(&ctx, 24), -EINVAL);
-	assert_non_null(strstr(ctx.errmsg, "power of two from 8"));
+	assert_non_null(strstr(ctx.errmsg, "power of two from 4 KiB"));
 }
 
 static void test_origin_params(void **state)
@@ -93,9 +93,9 @@ static void test_image_params(void **state)
 
 static void test_linear(void **state)
 {
-	const struct bs_segment segs[] = { { 7, 0, 2048 }, { 8, 32, 4096 } };
-	const struct bs_segment more = { 7, 1, 100 };
-	const struct bs_segment empty = { 7, 2, 0 };
+	const struct bs_segment segs[] = { { 7, 0, 2048, 0 }, { 8, 32, 4096, 0 } };
+	const struct bs_segment more = { 7, 1, 100, 8 };
+	const struct bs_segment empty = { 7, 2, 0, 0 };
 	struct bs_target *t = NULL;
 	size_t n = 0;
 	uint32_t ma, mi;
@@ -115,7 +115,7 @@ static void test_linear(void **state)
 	assert_int_equal(bs_linear_append(&ctx, &t, &n, &more, 1), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(t[2].start, 6144);
-	assert_string_equal(t[2].params, "7:1 0");
+	assert_string_equal(t[2].params, "7:1 8");	/* a device part: after its marker */
 	assert_int_equal(bs_linear_append(&ctx, &t, &n, &empty, 1), -EINVAL);
 	assert_int_equal(n, 3);
 	assert_int_equal(bs_parse_linear_params(&ctx, t[1].params, &ma, &mi, &off), 0);
@@ -217,9 +217,24 @@ static void test_prefix(void **state)
 	assert_string_equal(bs_prefix("BLKSNAP-STORE-", BS_UUID_STORE), "");
 }
 
+/* The targets' versions this library drives: 1.1 and later 1.x. */
+static void test_target_version(void **state)
+{
+	(void)state;
+	assert_true(bs_target_version_ok((uint32_t[]){ 1, 1, 0 }));
+	assert_true(bs_target_version_ok((uint32_t[]){ 1, 1, 1 }));
+	assert_true(bs_target_version_ok((uint32_t[]){ 1, 2, 0 }));
+	assert_true(bs_target_version_ok((uint32_t[]){ 1, 99, 3 }));
+	assert_false(bs_target_version_ok((uint32_t[]){ 1, 0, 9 }));
+	assert_false(bs_target_version_ok((uint32_t[]){ 0, 9, 0 }));
+	assert_false(bs_target_version_ok((uint32_t[]){ 2, 0, 0 }));
+	assert_false(bs_target_version_ok((uint32_t[]){ 2, 1, 0 }));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_target_version),
 		cmocka_unit_test(test_default_tracking_block),
 		cmocka_unit_test(test_check_tracking_block),
 		cmocka_unit_test(test_check_chunk),

@@ -59,6 +59,14 @@ static void test_size_suffixes(void **state)
 	assert_true(size_ok("2T") == 2ULL << 40);
 	assert_true(size_ok("3P") == 3ULL << 50);
 	assert_true(size_ok("15E") == 15ULL << 60);
+	/* Fractions, as lvcreate takes them, when they give whole bytes. */
+	assert_true(size_ok("1.5G") == 3ULL << 29);
+	assert_true(size_ok("1.5GiB") == 3ULL << 29);
+	assert_int_equal(size_ok("0.5K"), 512);
+	assert_int_equal(size_ok("2.25M"), 9ULL << 18);
+	assert_int_equal(size_ok("1.0K"), 1024);
+	assert_int_equal(size_ok("3.0B"), 3);
+	assert_true(size_ok("15.5E") == 31ULL << 59);
 }
 
 static void test_size_bad(void **state)
@@ -80,7 +88,14 @@ static void test_size_bad(void **state)
 	assert_int_equal(size_err("4 K"), -EINVAL);
 	assert_int_equal(size_err("-1"), -EINVAL);
 	assert_int_equal(size_err("+1"), -EINVAL);
-	assert_int_equal(size_err("1.5G"), -EINVAL);
+	assert_int_equal(size_err("1.5"), -EINVAL);		/* not a whole byte */
+	assert_non_null(strstr(ctx.errmsg, "whole number of bytes"));
+	assert_int_equal(size_err("0.3K"), -EINVAL);
+	assert_int_equal(size_err("1.K"), -EINVAL);
+	assert_int_equal(size_err(".5K"), -EINVAL);
+	assert_int_equal(size_err("1..5K"), -EINVAL);
+	assert_int_equal(size_err("1.5.0K"), -EINVAL);
+	assert_int_equal(size_err("1,5K"), -EINVAL);
 	assert_int_equal(size_err("0x10"), -EINVAL);
 	assert_int_equal(size_err("4\nK"), -EINVAL);
 }
@@ -96,6 +111,8 @@ static void test_size_overflow(void **state)
 	assert_int_equal(size_err("17179869184G"), -ERANGE);
 	/* The largest that fits. */
 	assert_true(size_ok("17179869183G") == 17179869183ULL << 30);
+	assert_int_equal(size_err("15.99E"), -EINVAL);		/* not whole bytes */
+	assert_int_equal(size_err("15.9999999999999999999E"), -EINVAL);	/* too many digits */
 }
 
 static void test_size_null_ctx(void **state)
@@ -168,6 +185,29 @@ static void test_pow2(void **state)
 	assert_false(bs_is_pow2(UINT64_MAX));
 }
 
+/* The checks behind every size option: messages in bytes, never sectors. */
+static void test_check_size(void **state)
+{
+	(void)state;
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_CHUNK, 4096), 0);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_CHUNK, 64ULL << 20), 0);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_CHUNK, 3072), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "chunk size 3 KiB"));
+	assert_null(strstr(ctx.errmsg, "sectors"));
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_CHUNK, 128ULL << 20), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_CHUNK, 3ULL << 29), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_TRACKING_BLOCK, 1ULL << 40), 0);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_TRACKING_BLOCK, 2048), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "tracking block 2 KiB"));
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_TRACKING_BLOCK, 12288), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_STORE, 4096 + 512), 0);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_STORE, 4097), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_STORE, 2048), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_GROW, 8192), 0);
+	assert_int_equal(blksnap_check_size(&ctx, BLKSNAP_SIZE_GROW, 1000), -EINVAL);
+	assert_int_equal(blksnap_check_size(&ctx, (enum blksnap_size_use)99, 4096), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +220,7 @@ int main(void)
 		cmocka_unit_test(test_parse_u64),
 		cmocka_unit_test(test_parse_devno),
 		cmocka_unit_test(test_pow2),
+		cmocka_unit_test(test_check_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

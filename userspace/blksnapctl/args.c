@@ -27,6 +27,12 @@ enum {
 	OPT_WAIT,
 	OPT_FROM_TAB,
 	OPT_TAB,
+	OPT_FORCE,
+	OPT_GENERATION,
+	OPT_MONITOR,
+	OPT_NO_UDEV_WAIT,
+	OPT_VERBOSE,
+	OPT_DEBUG,
 };
 
 #define M(opt) (1u << ((opt) - OPT_JSON))
@@ -47,7 +53,16 @@ static const struct option cli_all_options[] = {
 	{ "wait", no_argument, NULL, OPT_WAIT },
 	{ "from-blksnaptab", no_argument, NULL, OPT_FROM_TAB },
 	{ "tab", required_argument, NULL, OPT_TAB },
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "generation", required_argument, NULL, OPT_GENERATION },
+	{ "monitor", no_argument, NULL, OPT_MONITOR },
+	{ "no-udev-wait", no_argument, NULL, OPT_NO_UDEV_WAIT },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "debug", no_argument, NULL, OPT_DEBUG },
 };
+
+/* Options every command takes. */
+#define M_GLOBAL (M(OPT_VERBOSE) | M(OPT_DEBUG))
 
 #define N_OPTIONS (sizeof(cli_all_options) / sizeof(cli_all_options[0]))
 #define MANY ((size_t)-1)
@@ -57,67 +72,97 @@ struct cli_command {
 	const char *name;
 	unsigned int options;		/* M() of the allowed options */
 	size_t min_args, max_args;	/* positional arguments */
+	const char *args;		/* their names, for "missing <device>" */
 	const char *usage;
 };
 
 static const struct cli_command cli_commands[] = {
-	{ CLI_ATTACH, "attach", M(OPT_TRACKING) | M(OPT_FROM_TAB) | M(OPT_TAB), 0, 1,
+	{ CLI_ATTACH, "attach", M(OPT_TRACKING) | M(OPT_FROM_TAB) | M(OPT_TAB) | M(OPT_NO_UDEV_WAIT),
+	  0, 1, "<device>",
 	  "Usage: blksnapctl attach <device> [--tracking-block SIZE]\n"
-	  "       blksnapctl attach --from-blksnaptab [--tab FILE] [<device>]\n"
+	  "       blksnapctl attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	  "Put a blksnap-origin in front of <device> (change tracking, snapshots).\n"
 	  "A dm device keeps its name; any other disk gets /dev/mapper/blksnap-<name>.\n"
 	  "Prints the origin's path.\n"
 	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more)\n"
 	  "  --from-blksnaptab      attach the devices listed in the blksnaptab, with their\n"
 	  "                         options; with <device>, only the entries naming it (by\n"
-	  "                         path, UUID= or LABEL=). Attached devices stay as they are.\n"
-	  "  --tab FILE             the blksnaptab to read (default /etc/blksnap/blksnaptab)\n" },
-	{ CLI_DETACH, "detach", 0, 1, 1,
+	  "                         path, dm name, UUID=, LABEL=, PARTUUID= or PARTLABEL=),\n"
+	  "                         unless it was detached by hand since boot. Attached\n"
+	  "                         devices stay as they are.\n"
+	  "  --tab FILE             the blksnaptab to read (default /etc/blksnap/blksnaptab)\n"
+	  "  --no-udev-wait         do not wait for udev (for the udev rule, which runs it)\n" },
+	{ CLI_DETACH, "detach", 0, 1, 1, "<device>",
 	  "Usage: blksnapctl detach <device>\n"
-	  "Remove the blksnap-origin again (refused while a snapshot image exists).\n" },
+	  "Remove the blksnap-origin again (refused while a snapshot image exists).\n"
+	  "The blksnaptab's udev rule leaves the device detached until it is attached\n"
+	  "by hand or the system restarts.\n" },
 	{ CLI_CREATE, "create",
-	  M(OPT_STORE) | M(OPT_STORE_SIZE) | M(OPT_CHUNK) | M(OPT_NAME) | M(OPT_JSON), 1, MANY,
+	  M(OPT_STORE) | M(OPT_STORE_SIZE) | M(OPT_CHUNK) | M(OPT_NAME) | M(OPT_JSON) |
+	  M(OPT_FORCE) | M(OPT_MONITOR), 1, MANY, "<device>",
 	  "Usage: blksnapctl create <device>... --store <dev|dir>[,<dev|dir>...]\n"
-	  "                         [--store-size SIZE] [--chunk SIZE] [--name NAME] [--json]\n"
-	  "Take one coherent snapshot of all devices; print its name and one image\n"
-	  "path per device.\n"
+	  "                         [--store-size SIZE] [--chunk SIZE] [--name NAME] [--force]\n"
+	  "                         [--monitor] [--json]\n"
+	  "Take one coherent snapshot of all devices; print its name, then one line per\n"
+	  "device: the image path, the generation UUID and the snapshot's CBT number\n"
+	  "(\"<path> generation_uuid=<uuid> snapshot_number=<n>\"; record both for\n"
+	  "'cbt changes --since' at the next backup).\n"
 	  "  --store DEV|DIR   block devices, or directories for unlinked store files\n"
 	  "  --store-size SIZE size of the store file in each directory\n"
 	  "  --chunk SIZE      copy-on-write unit, power of two 4K..64M (default 4K)\n"
-	  "  --name NAME       snapshot name (default snap-YYYYMMDD-HHMMSS)\n" },
-	{ CLI_DESTROY, "destroy", 0, 1, 1,
+	  "  --name NAME       snapshot name (default snap-YYYYMMDD-HHMMSS)\n"
+	  "  --force           use store devices that carry a file system, partition\n"
+	  "                    table, RAID or LVM signature (they are overwritten)\n"
+	  "  --monitor         start the store monitor of the snapshot (blksnap-monitor@NAME\n"
+	  "                    with systemd; options from /etc/blksnap/monitor.conf)\n"
+	  "  --json            print the snapshot as JSON, as 'status --json' does\n" },
+	{ CLI_DESTROY, "destroy", 0, 1, 1, "<snapshot>",
 	  "Usage: blksnapctl destroy <snapshot>\n"
 	  "Remove the snapshot's images and its store.\n" },
-	{ CLI_LIST, "list", M(OPT_JSON), 0, 0,
+	{ CLI_LIST, "list", M(OPT_JSON), 0, 0, "",
 	  "Usage: blksnapctl list [--json]\n"
 	  "List attached devices and snapshots.\n" },
-	{ CLI_STATUS, "status", M(OPT_JSON), 1, 1,
+	{ CLI_STATUS, "status", M(OPT_JSON), 1, 1, "<snapshot|device>",
 	  "Usage: blksnapctl status <snapshot|device> [--json]\n"
-	  "Show a snapshot (store use, images) or an attached device.\n" },
-	{ CLI_STORE_ADD, "store add", M(OPT_SIZE), 2, 2,
-	  "Usage: blksnapctl store add <snapshot> <dev|dir> [--size SIZE]\n"
+	  "Show a snapshot (store use, images, CBT numbers) or an attached device.\n" },
+	{ CLI_STORE_ADD, "store add", M(OPT_SIZE) | M(OPT_FORCE), 2, 2, "<snapshot> <dev|dir>",
+	  "Usage: blksnapctl store add <snapshot> <dev|dir> [--size SIZE] [--force]\n"
 	  "Grow the snapshot's store by a device or a new file in a directory.\n"
-	  "  --size SIZE  size of the store file (required for a directory)\n" },
-	{ CLI_MONITOR, "monitor", M(OPT_GROW_BY) | M(OPT_LIMIT) | M(OPT_STORE_DIR), 1, 1,
+	  "  --size SIZE  size of the store file (required for a directory)\n"
+	  "  --force      use a device that carries a signature (it is overwritten)\n" },
+	{ CLI_MONITOR, "monitor", M(OPT_GROW_BY) | M(OPT_LIMIT) | M(OPT_STORE_DIR), 1, 1, "<snapshot>",
 	  "Usage: blksnapctl monitor <snapshot> [--grow-by SIZE] [--limit SIZE] [--store-dir DIR]\n"
 	  "Wait for the snapshot's events and grow its store on low water; exit 0 when\n"
-	  "the snapshot is destroyed, 1 when an image overflowed or failed.\n"
+	  "the snapshot is destroyed or on SIGINT/SIGTERM, 1 when an image overflowed\n"
+	  "or failed.\n"
 	  "  --grow-by SIZE    growth per low-water event (default: the initial store size)\n"
 	  "  --limit SIZE      never grow the store beyond SIZE\n"
 	  "  --store-dir DIR   where to put new store files (default: the last directory used)\n" },
-	{ CLI_CBT_INFO, "cbt info", M(OPT_JSON), 1, 1,
+	{ CLI_CBT_INFO, "cbt info", M(OPT_JSON), 1, 1, "<device>",
 	  "Usage: blksnapctl cbt info <device> [--json]\n"
-	  "Show the change tracker: block size, blocks, generation, change number.\n" },
-	{ CLI_CBT_CHANGES, "cbt changes", M(OPT_SINCE) | M(OPT_JSON), 1, 1,
-	  "Usage: blksnapctl cbt changes <device> --since N [--json]\n"
-	  "Print the extents changed after snapshot number N (0..255) as <start>+<sectors>.\n" },
-	{ CLI_CBT_READ, "cbt read", M(OPT_OUT), 1, 1,
+	  "Show the change tracker: block size, blocks, generation, the last snapshot's\n"
+	  "number and the change number (the number the next snapshot gets).\n" },
+	{ CLI_CBT_CHANGES, "cbt changes", M(OPT_SINCE) | M(OPT_GENERATION) | M(OPT_JSON), 1, 1, "<device>",
+	  "Usage: blksnapctl cbt changes <device> --since N [--generation UUID] [--json]\n"
+	  "Print the extents changed after snapshot number N (0..255) up to the last\n"
+	  "snapshot, as <start>+<sectors>. N at or past the last snapshot is refused.\n"
+	  "  --since N          the snapshot number of the previous backup (0: all changes)\n"
+	  "  --generation UUID  the generation of that backup: refused (make a full\n"
+	  "                     backup) when the device's generation is another one\n" },
+	{ CLI_CBT_READ, "cbt read", M(OPT_OUT), 1, 1, "<device>",
 	  "Usage: blksnapctl cbt read <device> --out FILE\n"
 	  "Write the snapshot CBT map (one byte per tracking block) to FILE ('-': stdout).\n" },
-	{ CLI_CBT_MARK_DIRTY, "cbt mark-dirty", 0, 2, MANY,
+	{ CLI_CBT_MARK_DIRTY, "cbt mark-dirty", 0, 2, MANY, "<device> <start>+<sectors>",
 	  "Usage: blksnapctl cbt mark-dirty <device> <start>+<sectors>...\n"
 	  "Mark sectors as changed, e.g. after a failed backup of them.\n" },
-	{ CLI_MERGE, "merge", M(OPT_WAIT), 1, 1,
+	{ CLI_CBT_TAKE, "cbt take", 0, 1, 1, "<device>",
+	  "Usage: blksnapctl cbt take <device>\n"
+	  "Take a CBT snapshot without an image (for snapshots taken by other means);\n"
+	  "print its snapshot number. Refused while a snapshot image exists.\n" },
+	{ CLI_CBT_RESET, "cbt reset", 0, 1, 1, "<device>",
+	  "Usage: blksnapctl cbt reset <device>\n"
+	  "Start a new CBT generation (new UUID, change number 1): the next backup is full.\n" },
+	{ CLI_MERGE, "merge", M(OPT_WAIT), 1, 1, "<snapshot>",
 	  "Usage: blksnapctl merge <snapshot> [--wait]\n"
 	  "Roll the snapshot's origins back to its images (image writes included).\n"
 	  "The origins and images must not be open. From the start each origin reads\n"
@@ -127,32 +172,38 @@ static const struct cli_command cli_commands[] = {
 	  "  --wait   show progress until the merge ends, then remove the images and\n"
 	  "           the store (without it: start and return; run merge again once\n"
 	  "           it is complete to clean up)\n" },
-	{ CLI_VERSION, "version", 0, 0, 0,
+	{ CLI_VERSION, "version", 0, 0, 0, "",
 	  "Usage: blksnapctl version\n" },
 };
 
 #define N_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
 
 static const char cli_main_usage[] =
-	"Usage: blksnapctl <command> [options]\n"
+	"Usage: blksnapctl [-v|--verbose] [--debug] <command> [options]\n"
 	"\n"
 	"  attach <device> [--tracking-block SIZE]\n"
-	"  attach --from-blksnaptab [--tab FILE] [<device>]\n"
+	"  attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	"  detach <device>\n"
-	"  create <device>... --store <dev|dir>[,...] [--store-size SIZE] [--chunk SIZE] [--name NAME]\n"
+	"  create <device>... --store <dev|dir>[,...] [--store-size SIZE] [--chunk SIZE]\n"
+	"         [--name NAME] [--force] [--monitor] [--json]\n"
 	"  destroy <snapshot>\n"
 	"  list [--json]\n"
 	"  status <snapshot|device> [--json]\n"
-	"  store add <snapshot> <dev|dir> [--size SIZE]\n"
+	"  store add <snapshot> <dev|dir> [--size SIZE] [--force]\n"
 	"  monitor <snapshot> [--grow-by SIZE] [--limit SIZE] [--store-dir DIR]\n"
 	"  cbt info <device> [--json]\n"
-	"  cbt changes <device> --since N [--json]\n"
+	"  cbt changes <device> --since N [--generation UUID] [--json]\n"
 	"  cbt read <device> --out FILE\n"
 	"  cbt mark-dirty <device> <start>+<sectors>...\n"
+	"  cbt take <device>\n"
+	"  cbt reset <device>\n"
 	"  merge <snapshot> [--wait]\n"
 	"  version\n"
 	"\n"
-	"Every command takes --help. Sizes take K, M, G, T suffixes (binary).\n"
+	"Every command takes --help, -v (--verbose: say what it does) and --debug\n"
+	"(also every device-mapper call). Sizes are bytes with an optional binary\n"
+	"suffix K, M, G, T, P or E (4K = 4KiB = 4KB = 4096; 1.5G is fine).\n"
+	"Exit status: 0 success, 1 failure, 2 usage error (a bad option value too).\n"
 	"See blksnapctl(8).\n";
 
 static const struct cli_command *cli_find(enum cli_cmd cmd)
@@ -227,13 +278,22 @@ static int cli_add_stores(struct cli_args *a, const char *val, const char *cmd,
 	}
 }
 
+#define SIZE_ANY (-1)
+
+/*
+ * A size option: its syntax and, for @use (a blksnap_size_use, or
+ * SIZE_ANY), its value are checked here, so that every bad value is a
+ * usage error (exit 2) with the option named.
+ */
 static int cli_size(struct blksnap_ctx *ctx, const char *cmd, const char *opt,
-		    const char *val, uint64_t *out, char *err, size_t errlen)
+		    const char *val, int use, uint64_t *out, char *err, size_t errlen)
 {
 	if (blksnap_parse_size(ctx, val, out))
 		return usage_err(err, errlen, "%s: --%s: %s", cmd, opt, blksnap_errmsg(ctx));
 	if (!*out)
 		return usage_err(err, errlen, "%s: --%s must not be 0", cmd, opt);
+	if (use != SIZE_ANY && blksnap_check_size(ctx, (enum blksnap_size_use)use, *out))
+		return usage_err(err, errlen, "%s: --%s %s: %s", cmd, opt, val, blksnap_errmsg(ctx));
 	return 0;
 }
 
@@ -252,7 +312,7 @@ static int cli_since(const char *cmd, const char *val, unsigned int *since,
 	*since = v;
 	return 0;
 bad:
-	return usage_err(err, errlen, "%s: --since '%s': expected a change number 0..255", cmd, val);
+	return usage_err(err, errlen, "%s: --since '%s': expected a snapshot number 0..255", cmd, val);
 }
 
 /*
@@ -273,7 +333,7 @@ static int cli_which(int argc, char **argv, const struct cli_command **cmd,
 			}
 			usage_err(err, errlen, "'%s' needs a subcommand: %s", w1,
 					 !strcmp(w1, "store") ? "add" :
-					 "info, changes, read or mark-dirty");
+					 "info, changes, read, mark-dirty, take or reset");
 			return -1;
 		}
 		snprintf(both, sizeof(both), "%s %s", w1, w2);
@@ -302,12 +362,21 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 	const struct cli_command *c = NULL;
 	size_t nopts = 0, npos;
 	char **sub;
-	int nsub, words, o, r;
+	int nsub, words, o, r, verbosity = 0;
 
 	memset(a, 0, sizeof(*a));
 	err[0] = '\0';
+	/* -v, --verbose and --debug may come before the command too. */
+	while (argc >= 2 && (!strcmp(argv[1], "-v") || !strcmp(argv[1], "--verbose") ||
+			     !strcmp(argv[1], "--debug"))) {
+		verbosity = !strcmp(argv[1], "--debug") ? 2 : verbosity > 1 ? 2 : 1;
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
 	if (argc < 2)
 		return usage_err(err, errlen, "no command given (see 'blksnapctl --help')");
+	a->verbosity = verbosity;
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		a->help = true;
 		return 0;
@@ -326,9 +395,10 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		return 0;
 	}
 	a->cmd = c->cmd;
+	a->verbosity = verbosity;
 
 	for (size_t i = 0; i < N_OPTIONS; i++)
-		if (c->options & M(cli_all_options[i].val))
+		if ((c->options | M_GLOBAL) & M(cli_all_options[i].val))
 			opts[nopts++] = cli_all_options[i];
 	opts[nopts++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
 	opts[nopts] = (struct option){ NULL, 0, NULL, 0 };
@@ -338,7 +408,7 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 	nsub = argc - words;
 	optind = 0;		/* full reset: cli_parse may run more than once */
 	opterr = 0;
-	while ((o = getopt_long(nsub, sub, ":h", opts, NULL)) != -1) {
+	while ((o = getopt_long(nsub, sub, ":hv", opts, NULL)) != -1) {
 		r = 0;
 		switch (o) {
 		case OPT_HELP:
@@ -357,28 +427,53 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 			a->tab = optarg;
 			break;
 		case OPT_TRACKING:
-			r = cli_size(ctx, c->name, "tracking-block", optarg, &a->tracking_block, err, errlen);
+			r = cli_size(ctx, c->name, "tracking-block", optarg,
+				     BLKSNAP_SIZE_TRACKING_BLOCK, &a->tracking_block, err, errlen);
 			break;
 		case OPT_STORE:
 			r = cli_add_stores(a, optarg, c->name, err, errlen);
 			break;
 		case OPT_STORE_SIZE:
-			r = cli_size(ctx, c->name, "store-size", optarg, &a->store_size, err, errlen);
+			r = cli_size(ctx, c->name, "store-size", optarg, BLKSNAP_SIZE_STORE,
+				     &a->store_size, err, errlen);
 			break;
 		case OPT_CHUNK:
-			r = cli_size(ctx, c->name, "chunk", optarg, &a->chunk, err, errlen);
+			r = cli_size(ctx, c->name, "chunk", optarg, BLKSNAP_SIZE_CHUNK, &a->chunk,
+				     err, errlen);
 			break;
 		case OPT_SIZE:
-			r = cli_size(ctx, c->name, "size", optarg, &a->size, err, errlen);
+			r = cli_size(ctx, c->name, "size", optarg, BLKSNAP_SIZE_STORE, &a->size,
+				     err, errlen);
 			break;
 		case OPT_GROW_BY:
-			r = cli_size(ctx, c->name, "grow-by", optarg, &a->grow_by, err, errlen);
+			r = cli_size(ctx, c->name, "grow-by", optarg, BLKSNAP_SIZE_GROW, &a->grow_by,
+				     err, errlen);
 			break;
 		case OPT_LIMIT:
-			r = cli_size(ctx, c->name, "limit", optarg, &a->limit, err, errlen);
+			r = cli_size(ctx, c->name, "limit", optarg, SIZE_ANY, &a->limit, err, errlen);
 			break;
 		case OPT_NAME:
 			a->name = optarg;
+			break;
+		case OPT_FORCE:
+			a->force = true;
+			break;
+		case OPT_GENERATION:
+			a->generation = optarg;
+			break;
+		case OPT_MONITOR:
+			a->monitor = true;
+			break;
+		case OPT_NO_UDEV_WAIT:
+			a->no_udev_wait = true;
+			break;
+		case OPT_VERBOSE:
+		case 'v':
+			if (a->verbosity < 1)
+				a->verbosity = 1;
+			break;
+		case OPT_DEBUG:
+			a->verbosity = 2;
 			break;
 		case OPT_STORE_DIR:
 			a->store_dir = optarg;
@@ -410,10 +505,18 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		return 0;
 
 	npos = nsub - optind;
-	if (npos < c->min_args || npos > c->max_args) {
-		r = usage_err(err, errlen, npos < c->min_args ?
-			      "%s: missing argument (see 'blksnapctl %s --help')" :
-			      "%s: too many arguments (see 'blksnapctl %s --help')",
+	if (npos < c->min_args) {
+		/* Name what is missing: the argument names from the npos-th on. */
+		const char *missing = c->args;
+
+		for (size_t k = 0; k < npos && strchr(missing, ' '); k++)
+			missing = strchr(missing, ' ') + 1;
+		r = usage_err(err, errlen, "%s: missing %s (see 'blksnapctl %s --help')",
+			      c->name, missing, c->name);
+		goto fail;
+	}
+	if (npos > c->max_args) {
+		r = usage_err(err, errlen, "%s: too many arguments (see 'blksnapctl %s --help')",
 			      c->name, c->name);
 		goto fail;
 	}
@@ -424,7 +527,11 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		/* attach <device>, or attach --from-blksnaptab [<device>] */
 		a->device = npos ? sub[0] : NULL;
 		if (!a->from_tab && !npos) {
-			r = usage_err(err, errlen, "attach: missing argument (see 'blksnapctl attach --help')");
+			r = usage_err(err, errlen, "attach: missing <device> (see 'blksnapctl attach --help')");
+			goto fail;
+		}
+		if (a->no_udev_wait && !a->from_tab) {
+			r = usage_err(err, errlen, "attach: --no-udev-wait goes with --from-blksnaptab");
 			goto fail;
 		}
 		if (a->from_tab && a->tracking_block) {
@@ -440,12 +547,14 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 	case CLI_STATUS:
 	case CLI_CBT_INFO:
 	case CLI_CBT_READ:
+	case CLI_CBT_TAKE:
+	case CLI_CBT_RESET:
 		a->device = sub[0];
 		break;
 	case CLI_CBT_CHANGES:
 		a->device = sub[0];
 		if (!a->since_set) {
-			r = usage_err(err, errlen, "cbt changes: --since N is required");
+			r = usage_err(err, errlen, "cbt changes: --since N is required (the snapshot number of the previous backup; 0 lists every change)");
 			goto fail;
 		}
 		break;

@@ -30,6 +30,8 @@ enum cli_cmd {
 	CLI_CBT_CHANGES,
 	CLI_CBT_READ,
 	CLI_CBT_MARK_DIRTY,
+	CLI_CBT_TAKE,
+	CLI_CBT_RESET,
 	CLI_MERGE,
 	CLI_VERSION,
 };
@@ -40,6 +42,11 @@ struct cli_args {
 	bool json;
 	bool wait;
 	bool from_tab;			/* attach --from-blksnaptab */
+	bool no_udev_wait;		/* attach --no-udev-wait */
+	bool force;			/* create, store add --force */
+	bool monitor;			/* create --monitor */
+	int verbosity;			/* 0, 1: -v, 2: --debug */
+	const char *generation;		/* cbt changes --generation */
 	const char *tab;		/* attach --tab FILE */
 	const char *device;		/* attach, detach, status, cbt */
 	const char *snapshot;		/* destroy, store add, monitor, merge */
@@ -85,5 +92,8 @@ int cli_print_cbt_info(FILE *f, const struct blksnap_origin *o, bool json);
 int cli_print_changes(FILE *f, const char *device,
 		      const struct blksnap_origin_status *st, unsigned int since,
 		      const struct blksnap_extent *ext, size_t n, bool json);
+
+/* main.c: start the store monitor of a new snapshot (create --monitor). */
+int cli_start_monitor(const char *name, char *err, size_t errlen);
 
 #endif /* BLKSNAPCTL_CLI_H */

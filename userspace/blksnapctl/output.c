@@ -17,6 +17,15 @@ static const char *sz(uint64_t sectors, char *buf)
 
 /*---- JSON objects ----*/
 
+/* The last snapshot's number; null when there is none (0). */
+static void json_snapshot_number(struct bs_json *j, unsigned int n)
+{
+	if (n)
+		bs_json_u64(j, "snapshot_number", n);
+	else
+		bs_json_null(j, "snapshot_number");
+}
+
 static void json_origin_status(struct bs_json *j, const struct blksnap_origin_status *st,
 			       bool valid)
 {
@@ -25,6 +34,7 @@ static void json_origin_status(struct bs_json *j, const struct blksnap_origin_st
 		bs_json_null(j, "tracking_blocks");
 		bs_json_null(j, "generation_uuid");
 		bs_json_null(j, "change_number");
+		bs_json_null(j, "snapshot_number");
 		bs_json_null(j, "state");
 		bs_json_null(j, "merge");
 		return;
@@ -33,6 +43,7 @@ static void json_origin_status(struct bs_json *j, const struct blksnap_origin_st
 	bs_json_u64(j, "tracking_blocks", st->tracking_blocks);
 	bs_json_string(j, "generation_uuid", st->generation_uuid);
 	bs_json_u64(j, "change_number", st->change_number);
+	json_snapshot_number(j, st->snapshot_number);
 	bs_json_string(j, "state", blksnap_origin_state_name(st->state));
 	if (st->state == BLKSNAP_ORIGIN_MERGE || st->state == BLKSNAP_ORIGIN_MERGE_FAILED) {
 		bs_json_begin_object(j, "merge");
@@ -99,6 +110,9 @@ static void json_snapshot(struct bs_json *j, const char *key, const struct blksn
 			bs_json_null(j, "copied_chunks");
 			bs_json_null(j, "state");
 		}
+		json_snapshot_number(j, img->snapshot_number);
+		bs_json_string(j, "generation_uuid",
+			       img->generation_uuid[0] ? img->generation_uuid : NULL);
 		bs_json_end_object(j);
 	}
 	bs_json_end_array(j);
@@ -126,7 +140,11 @@ static void text_origin_status(FILE *f, const struct blksnap_origin *o)
 		sz(o->status.tracking_block_sectors, a), o->status.tracking_block_sectors);
 	fprintf(f, "tracking blocks: %" PRIu64 "\n", o->status.tracking_blocks);
 	fprintf(f, "generation:      %s\n", o->status.generation_uuid);
-	fprintf(f, "change number:   %u\n", o->status.change_number);
+	if (o->status.snapshot_number)
+		fprintf(f, "last snapshot:   %u\n", o->status.snapshot_number);
+	else
+		fprintf(f, "last snapshot:   none in this generation\n");
+	fprintf(f, "change number:   %u (the next snapshot's number)\n", o->status.change_number);
 	if (o->status.state == BLKSNAP_ORIGIN_MERGE ||
 	    o->status.state == BLKSNAP_ORIGIN_MERGE_FAILED)
 		fprintf(f, "state:           %s %" PRIu64 "/%" PRIu64 " chunks\n",
@@ -189,10 +207,14 @@ int cli_print_snapshot(FILE *f, const struct blksnap_snapshot *s, bool json)
 
 		fprintf(f, "image:     %s of %s", img->path, img->origin ? img->origin : "?");
 		if (img->status_valid)
-			fprintf(f, ", %s, %" PRIu64 " chunks of %s copied",
+			fprintf(f, ", %s, %" PRIu64 " chunk%s of %s copied",
 				blksnap_image_state_name(img->status.state),
-				img->status.copied_chunks, sz(img->status.chunk_sectors, a));
+				img->status.copied_chunks, img->status.copied_chunks == 1 ? "" : "s",
+				sz(img->status.chunk_sectors, a));
 		fputc('\n', f);
+		if (img->snapshot_number)
+			fprintf(f, "  cbt:     snapshot number %u, generation %s\n",
+				img->snapshot_number, img->generation_uuid);
 	}
 	return ferror(f) ? -EIO : 0;
 }
@@ -201,9 +223,17 @@ int cli_print_created(FILE *f, const struct blksnap_snapshot *s, bool json)
 {
 	if (json)
 		return cli_print_snapshot(f, s, true);
+	/* The path first: "read -r path rest" and "awk '{print $1}'" keep working. */
 	fprintf(f, "%s\n", s->name);
-	for (size_t i = 0; i < s->n_images; i++)
-		fprintf(f, "%s\n", s->images[i].path);
+	for (size_t i = 0; i < s->n_images; i++) {
+		const struct blksnap_image *img = &s->images[i];
+
+		if (img->snapshot_number)
+			fprintf(f, "%s generation_uuid=%s snapshot_number=%u\n", img->path,
+				img->generation_uuid, img->snapshot_number);
+		else
+			fprintf(f, "%s generation_uuid=- snapshot_number=-\n", img->path);
+	}
 	return ferror(f) ? -EIO : 0;
 }
 
@@ -241,18 +271,25 @@ int cli_print_list(FILE *f, const struct blksnap_list *l, bool json)
 		if (o->real_path && strlen(o->real_path) > wreal)
 			wreal = strlen(o->real_path);
 	}
-	fprintf(f, "%-*s %-*s %-10s %-9s %-6s %-5s %s\n", (int)wname, "ORIGIN",
-		(int)wreal, "REAL DEVICE", "SIZE", "CBT BLOCK", "CHANGE", "STATE", "SNAPSHOT");
+	/* LAST: the last snapshot's CBT number; NEXT: change_number, the next one's. */
+	fprintf(f, "%-*s %-*s %-10s %-9s %-4s %-4s %-5s %s\n", (int)wname, "ORIGIN",
+		(int)wreal, "REAL DEVICE", "SIZE", "CBT BLOCK", "LAST", "NEXT", "STATE", "SNAPSHOT");
 	for (size_t i = 0; i < l->n_origins; i++) {
 		const struct blksnap_origin *o = &l->origins[i];
 
 		fprintf(f, "%-*s %-*s %-10s ", (int)wname, o->name, (int)wreal,
 			o->real_path ? o->real_path : "?", sz(o->size_sectors, a));
-		if (o->status_valid)
-			fprintf(f, "%-9s %-6u %-5s ", sz(o->status.tracking_block_sectors, b),
-				o->status.change_number, blksnap_origin_state_name(o->status.state));
-		else
-			fprintf(f, "%-9s %-6s %-5s ", "?", "?", "?");
+		if (o->status_valid) {
+			char last[12] = "-";
+
+			if (o->status.snapshot_number)
+				snprintf(last, sizeof(last), "%u", o->status.snapshot_number);
+			fprintf(f, "%-9s %-4s %-4u %-5s ", sz(o->status.tracking_block_sectors, b),
+				last, o->status.change_number,
+				blksnap_origin_state_name(o->status.state));
+		} else {
+			fprintf(f, "%-9s %-4s %-4s %-5s ", "?", "?", "?", "?");
+		}
 		fprintf(f, "%s\n", o->snapshot ? o->snapshot : "-");
 	}
 	if (l->n_snapshots)
@@ -306,6 +343,7 @@ int cli_print_changes(FILE *f, const char *device,
 		bs_json_string(&j, "device", device);
 		bs_json_string(&j, "generation_uuid", st->generation_uuid);
 		bs_json_u64(&j, "change_number", st->change_number);
+		json_snapshot_number(&j, st->snapshot_number);
 		bs_json_u64(&j, "since", since);
 		bs_json_u64(&j, "tracking_block_sectors", st->tracking_block_sectors);
 		bs_json_u64(&j, "changed_sectors", total);

@@ -22,6 +22,7 @@ int blksnap_ctx_new(struct blksnap_ctx **ctx)
 
 	if (!c)
 		return -ENOMEM;
+	c->log_level = BLKSNAP_LOG_INFO;
 	bs_dm_init();
 	*ctx = c;
 	return 0;
@@ -43,9 +44,47 @@ void blksnap_set_log(struct blksnap_ctx *ctx, blksnap_log_fn fn, void *data)
 	ctx->log_data = data;
 }
 
+void blksnap_set_log_level(struct blksnap_ctx *ctx, enum blksnap_log_level max_level)
+{
+	ctx->log_level = max_level;
+}
+
 const char *blksnap_version(void)
 {
 	return BLKSNAP_VERSION;
+}
+
+/*---- Caller-allocated structs ----*/
+
+int bs_copy_in(struct blksnap_ctx *ctx, void *dst, size_t dst_size,
+	       const void *src, size_t min_size, const char *what)
+{
+	size_t size;
+
+	memset(dst, 0, dst_size);
+	if (!src)
+		return bs_err(ctx, EINVAL, "no %s given", what);
+	memcpy(&size, src, sizeof(size));
+	if (size < min_size)
+		return bs_err(ctx, EINVAL, "struct %s: size %zu, at least %zu expected (set .size = sizeof(struct %s))",
+			      what, size, min_size, what);
+	memcpy(dst, src, size < dst_size ? size : dst_size);
+	return 0;
+}
+
+int bs_copy_out(struct blksnap_ctx *ctx, void *dst, const void *src,
+		size_t src_size, size_t min_size, const char *what)
+{
+	size_t size;
+
+	memcpy(&size, dst, sizeof(size));
+	if (size < min_size)
+		return bs_err(ctx, EINVAL, "struct %s: size %zu, at least %zu expected (set .size = sizeof(struct %s))",
+			      what, size, min_size, what);
+	/* Everything after the caller's size member, as far as it reaches. */
+	memcpy((char *)dst + sizeof(size), (const char *)src + sizeof(size),
+	       (size < src_size ? size : src_size) - sizeof(size));
+	return 0;
 }
 
 /*---- Errors and logging ----*/
@@ -86,12 +125,17 @@ void bs_log(struct blksnap_ctx *ctx, enum blksnap_log_level level,
 	char msg[BS_ERRMSG_LEN];
 	va_list ap;
 
-	if (!ctx || !ctx->log_fn)
+	if (!bs_log_on(ctx, level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	ctx->log_fn(level, msg, ctx->log_data);
+}
+
+bool bs_log_on(const struct blksnap_ctx *ctx, enum blksnap_log_level level)
+{
+	return ctx && ctx->log_fn && level <= ctx->log_level;
 }
 
 /*---- Strings ----*/

@@ -44,9 +44,11 @@ bool bs_dm_is_dm_major(uint32_t major);
 
 /*
  * Whether the kernel has registered the target type @type (a target
- * provided by a module that is not loaded yet counts as absent).
+ * provided by a module that is not loaded yet counts as absent), and its
+ * version.
  */
-int bs_dm_has_target(struct blksnap_ctx *ctx, const char *type, bool *present);
+int bs_dm_target_version(struct blksnap_ctx *ctx, const char *type, bool *present,
+			 uint32_t version[3]);
 
 /* Names of all dm devices. */
 int bs_dm_list(struct blksnap_ctx *ctx, char ***names, size_t *n);
@@ -90,12 +92,12 @@ int bs_dm_message(struct blksnap_ctx *ctx, const char *name, const char *msg,
 		  char **reply);
 
 /*
- * Block until the event counter of @name differs from @event_nr; the new
- * counter goes to *@new_nr. -ENODEV when the device is gone, -EINTR when a
- * signal arrived.
+ * A descriptor of the control device that turns readable (POLLIN) when a
+ * device-mapper event happened anywhere after the last bs_dm_poll_arm().
+ * bs_dm_poll_open() arms it once.
  */
-int bs_dm_wait_event(struct blksnap_ctx *ctx, const char *name,
-		     uint32_t event_nr, uint32_t *new_nr);
+int bs_dm_poll_open(struct blksnap_ctx *ctx, int *fd);
+int bs_dm_poll_arm(struct blksnap_ctx *ctx, int fd);
 
 #pragma GCC visibility pop
 

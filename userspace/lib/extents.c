@@ -137,3 +137,63 @@ int bs_hex_decode(const char *hex, uint8_t *out, size_t len)
 	}
 	return 0;
 }
+
+/*---- Extents from a map read in pieces ----*/
+
+void bs_map_scan_init(struct bs_map_scan *s, unsigned int since,
+		      uint64_t block_sectors, uint64_t dev_sectors)
+{
+	memset(s, 0, sizeof(*s));
+	s->since = since;
+	s->block_sectors = block_sectors;
+	s->dev_sectors = dev_sectors;
+}
+
+/* Emit blocks [@start, @end) as sectors, clipped at the end of the device. */
+static bool map_scan_emit(struct bs_map_scan *s, uint64_t start, uint64_t end,
+			  struct blksnap_extent *out, size_t max, size_t *n)
+{
+	uint64_t first = start * s->block_sectors, last = end * s->block_sectors;
+
+	if (*n >= max)
+		return false;
+	if (last > s->dev_sectors)
+		last = s->dev_sectors;
+	if (last > first)
+		out[(*n)++] = (struct blksnap_extent){ first, last - first };
+	return true;
+}
+
+size_t bs_map_scan_feed(struct bs_map_scan *s, const uint8_t *map, size_t len,
+			struct blksnap_extent *out, size_t max, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		bool changed = map[i] > s->since;
+		uint64_t b = s->next_block + i;
+
+		if (changed && !s->in_run) {
+			s->in_run = true;
+			s->run_start = b;
+		} else if (!changed && s->in_run) {
+			/* The run ends at b: no room means stop before this byte. */
+			if (!map_scan_emit(s, s->run_start, b, out, max, n))
+				break;
+			s->in_run = false;
+		}
+	}
+	s->next_block += i;
+	return i;
+}
+
+bool bs_map_scan_end(struct bs_map_scan *s, struct blksnap_extent *out,
+		     size_t max, size_t *n)
+{
+	if (s->in_run) {
+		if (!map_scan_emit(s, s->run_start, s->next_block, out, max, n))
+			return false;
+		s->in_run = false;
+	}
+	return true;
+}

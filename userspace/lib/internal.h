@@ -24,6 +24,8 @@ struct blksnap_ctx {
 	char errmsg[BS_ERRMSG_LEN];
 	blksnap_log_fn log_fn;
 	void *log_data;
+	enum blksnap_log_level log_level;
+	bool targets_checked;		/* the targets' versions are fine */
 };
 
 #define bs_printf(a, b) __attribute__((format(printf, a, b)))
@@ -39,6 +41,21 @@ int bs_err(struct blksnap_ctx *ctx, int err, const char *fmt, ...) bs_printf(3, 
 int bs_err_prefix(struct blksnap_ctx *ctx, int ret, const char *fmt, ...) bs_printf(3, 4);
 void bs_log(struct blksnap_ctx *ctx, enum blksnap_log_level level,
 	    const char *fmt, ...) bs_printf(3, 4);
+/* Whether a line at @level would reach the log function. */
+bool bs_log_on(const struct blksnap_ctx *ctx, enum blksnap_log_level level);
+
+/*---- Caller-allocated structs with a size member (context.c) ----*/
+
+/*
+ * Copy the caller's struct @src, whose first member is its size, into
+ * @dst (@dst_size bytes, zeroed beyond what the caller has). -EINVAL when
+ * the caller's size is below @min_size (the first version's).
+ */
+int bs_copy_in(struct blksnap_ctx *ctx, void *dst, size_t dst_size,
+	       const void *src, size_t min_size, const char *what);
+/* Copy @src (@src_size bytes) to the caller's @dst, as far as its size says. */
+int bs_copy_out(struct blksnap_ctx *ctx, void *dst, const void *src,
+		size_t src_size, size_t min_size, const char *what);
 
 /*---- Strings (context.c) ----*/
 
@@ -81,6 +98,9 @@ struct bs_target {
 
 void bs_targets_free(struct bs_target *t, size_t n);
 
+/* Whether a blksnap target of version @v is one this library drives. */
+bool bs_target_version_ok(const uint32_t v[3]);
+
 /* The contract's default tracking block for a device of @sectors. */
 uint64_t bs_default_tracking_block(uint64_t sectors);
 int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
@@ -111,11 +131,21 @@ struct bs_image_table {
 int bs_parse_image_params(struct blksnap_ctx *ctx, const char *params,
 			  struct bs_image_table *t);
 
-/* A part of a store: a whole device. */
+/* A part of a store: a device from sector @offset on. */
 struct bs_segment {
 	uint32_t major, minor;
 	uint64_t sectors;
+	uint64_t offset;
 };
+
+/*
+ * A block device used as a store part starts with a sector that says so
+ * (probe.c): its copied chunks begin after BS_STORE_RESERVED sectors, and
+ * the next snapshot recognises a former store (its copied data may look
+ * like any file system) instead of refusing it for its signatures.
+ */
+#define BS_STORE_RESERVED 8ULL
+#define BS_STORE_MAGIC "BLKSNAP-STORE-PART-1\n"
 /*
  * Targets of a dm-linear concatenation of @segs, appended to @t (which
  * has *@n entries and may be NULL). Starts after the last existing target.
@@ -134,6 +164,8 @@ int bs_parse_linear_params(struct blksnap_ctx *ctx, const char *params,
 
 #define BS_UUID_ORIGIN "BLKSNAP-ORIGIN-"
 #define BS_UUID_REAL "BLKSNAP-REAL-"
+/* The dm name of the real device under a layered origin <name>: <name>-bsreal. */
+#define BS_REAL_SUFFIX "-bsreal"
 #define BS_UUID_IMAGE "BLKSNAP-IMAGE-"
 #define BS_UUID_STORE "BLKSNAP-STORE-"
 
@@ -159,6 +191,33 @@ size_t bs_extents_merge(struct blksnap_extent *ext, size_t n);
 
 /* Decode exactly @len bytes of lowercase hex from @hex into @out. */
 int bs_hex_decode(const char *hex, uint8_t *out, size_t len);
+
+/*
+ * The extents of a snapshot map fed in pieces: runs of blocks whose value
+ * is > since, merged across pieces, in sectors clipped to the device, as
+ * the kernel's cbt_changes lists them.
+ */
+struct bs_map_scan {
+	unsigned int since;
+	uint64_t block_sectors;
+	uint64_t dev_sectors;
+	uint64_t next_block;		/* block of the next byte fed */
+	bool in_run;
+	uint64_t run_start;
+};
+
+void bs_map_scan_init(struct bs_map_scan *s, unsigned int since,
+		      uint64_t block_sectors, uint64_t dev_sectors);
+/*
+ * Feed @len bytes of the map; completed extents go to @out (*@n of @max
+ * used). Returns the bytes consumed: fewer than @len when @out is full
+ * (feed the rest again after emptying it).
+ */
+size_t bs_map_scan_feed(struct bs_map_scan *s, const uint8_t *map, size_t len,
+			struct blksnap_extent *out, size_t max, size_t *n);
+/* The end of the map: emit the open run; false when @out is full. */
+bool bs_map_scan_end(struct bs_map_scan *s, struct blksnap_extent *out,
+		     size_t max, size_t *n);
 
 #pragma GCC visibility pop
 

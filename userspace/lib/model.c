@@ -121,6 +121,7 @@ static int model_add_origin(struct blksnap_ctx *ctx, const struct bs_system *sys
 		o->layered = real && bs_prefix(real->dm.uuid, BS_UUID_REAL) &&
 			     !strcmp(bs_prefix(real->dm.uuid, BS_UUID_REAL), d->dm.name);
 	}
+	o->status.size = sizeof(o->status);
 	if (d->status && !blksnap_parse_origin_status(NULL, d->status, &o->status))
 		o->status_valid = true;
 	if (!o->name || !o->path || (o->real_major && (!o->real_path || !o->real_name)))
@@ -213,6 +214,7 @@ static int model_add_image(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	img->name = strdup(d->dm.name);
 	img->path = bs_strdupf("/dev/mapper/%s", d->dm.name);
 	img->size_sectors = bs_sysdev_sectors(d);
+	img->status.size = sizeof(img->status);
 	if (d->status && !blksnap_parse_image_status(NULL, d->status, &img->status)) {
 		img->status_valid = true;
 		if (s->n_images == 1 || img->status.used_sectors > s->used_sectors)
@@ -227,6 +229,16 @@ static int model_add_image(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		free(o->image);
 		o->snapshot = strdup(s->name);
 		o->image = strdup(d->dm.name);
+		/*
+		 * No take is possible while the image exists (the kernel refuses
+		 * it), so the origin's last snapshot is this image's. A reset
+		 * since leaves a generation without one: unknown.
+		 */
+		if (o->status_valid && o->status.snapshot_number) {
+			img->snapshot_number = o->status.snapshot_number;
+			memcpy(img->generation_uuid, o->status.generation_uuid,
+			       sizeof(img->generation_uuid));
+		}
 		if (!img->origin || !img->origin_path || !o->snapshot || !o->image)
 			return bs_err(ctx, ENOMEM, "out of memory");
 	}

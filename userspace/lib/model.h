@@ -22,6 +22,13 @@ struct bs_system {
 };
 
 int bs_system_scan(struct blksnap_ctx *ctx, struct bs_system *sys);
+/*
+ * The versions of the blksnap targets that are loaded: -EPROTONOSUPPORT
+ * for one this library does not drive; with @need_image, -EOPNOTSUPP
+ * without blksnap-image. bs_system_scan() checks them once per context
+ * when it meets a blksnap device.
+ */
+int bs_check_targets(struct blksnap_ctx *ctx, bool need_image);
 void bs_system_clear(struct bs_system *sys);
 const struct bs_sysdev *bs_system_by_name(const struct bs_system *sys, const char *name);
 const struct bs_sysdev *bs_system_by_devno(const struct bs_system *sys,

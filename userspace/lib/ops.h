@@ -30,6 +30,31 @@ int bs_origin_status(struct blksnap_ctx *ctx, const char *name,
 /* Fill the filesystem fields of an origin (best effort). */
 void bs_origin_probe_fs(struct blksnap_origin *o);
 
+/*
+ * Replace the live table of @name with @targets in one suspend/resume. On
+ * failure the old table stays (or is resumed again); a device that cannot
+ * be resumed is named in the error.
+ */
+int bs_swap_table(struct blksnap_ctx *ctx, const char *name,
+		  const struct bs_target *targets, size_t n);
+
+/* The origin lock's key (major << 32 | minor) of origin @o (see lock.c). */
+uint64_t bs_origin_lock_key(const struct bs_sysdev *o);
+
+/*
+ * The notes of dm devices detached by hand (tab.c), in BLKSNAP_RUN_DIR
+ * "/detached/", by dm uuid (@uuid, NULL for none) or else dm name. A
+ * layered origin's detach reloads the device, and its change event reaches
+ * the blksnaptab's rule; a disk's detach sends no event on the disk, and
+ * disks and loop devices have no name that stays theirs, so they get no
+ * note. blksnap_attach_tab() for one device skips a device with a note;
+ * blksnap_attach() removes it. Best effort: a note that cannot be written
+ * is only a warning.
+ */
+void bs_detach_note(struct blksnap_ctx *ctx, const char *uuid, const char *name);
+void bs_detach_note_forget(const char *uuid, const char *name);
+bool bs_detach_noted(const char *uuid, const char *name);
+
 #pragma GCC visibility pop
 
 #endif /* BLKSNAP_OPS_H */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "ops.h"
 
 /*---- Finding origins ----*/
@@ -75,6 +76,37 @@ int bs_find_origin(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		   arg, arg);
 out:
 	bs_blockdev_clear(&dev);
+	return r;
+}
+
+uint64_t bs_origin_lock_key(const struct bs_sysdev *o)
+{
+	struct bs_origin_table t;
+
+	/* An origin over a disk is named by the disk; a layered one keeps its number. */
+	if (bs_prefix(o->dm.uuid, BS_UUID_ORIGIN) &&
+	    !bs_parse_origin_params(NULL, o->dm.targets[0].params, &t))
+		return (uint64_t)t.major << 32 | t.minor;
+	return (uint64_t)o->dm.major << 32 | o->dm.minor;
+}
+
+/* Lock the origin on @device (found in a first scan); -ENODEV etc. as bs_find_origin. */
+static int lock_origin_of(struct blksnap_ctx *ctx, const char *device, struct bs_locks *l)
+{
+	const struct bs_sysdev *o;
+	struct bs_system sys;
+	uint64_t key;
+	int r;
+
+	r = bs_system_scan(ctx, &sys);
+	if (r)
+		return r;
+	r = bs_find_origin(ctx, &sys, device, &o);
+	if (!r) {
+		key = bs_origin_lock_key(o);
+		r = bs_lock_origin(ctx, l, (uint32_t)(key >> 32), (uint32_t)key, o->dm.name);
+	}
+	bs_system_clear(&sys);
 	return r;
 }
 
@@ -160,17 +192,12 @@ void blksnap_origin_free(struct blksnap_origin *origin)
 /*---- Attach and detach ----*/
 
 /*
- * A dm device keeps its name, number and open files: <name>-real takes
- * over its table and the device is reloaded as an origin over <name>-real,
- * in one suspend/resume, as LVM does for its snapshot origins.
- */
-/*
  * Replace the live table of @name with @targets in one suspend/resume, as
  * LVM does for its layers. On failure the old table stays (or is resumed
  * again); a device that cannot be resumed is named in the error.
  */
-static int swap_table(struct blksnap_ctx *ctx, const char *name,
-		      const struct bs_target *targets, size_t n)
+int bs_swap_table(struct blksnap_ctx *ctx, const char *name,
+		  const struct bs_target *targets, size_t n)
 {
 	int r;
 
@@ -189,8 +216,55 @@ static int swap_table(struct blksnap_ctx *ctx, const char *name,
 	return r;
 }
 
-static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
-			  const char *arg, uint64_t tracking)
+/*
+ * A dm device keeps its name, number and open files: <name>-bsreal takes
+ * over its table and the device is reloaded as an origin over it, in one
+ * suspend/resume, as LVM does for its snapshot origins. The suffix is not
+ * LVM's "-real", which LVM gives the real device of its own snapshot
+ * origins (an LV can have both). Real devices are found by their UUID,
+ * BLKSNAP-REAL-<name>, so those named <name>-real by 0.1.0 still work.
+ */
+/*
+ * The real device BLKSNAP-REAL-<name> that an origin left when it went away
+ * without a detach (`lvchange -an` or `vgchange -an` of an attached LV
+ * removes the LV's device, the origin, and leaves its real device mapping
+ * the LV's extents): removed when nothing uses it. 1: removed, 0: none.
+ */
+static int remove_leftover_real(struct blksnap_ctx *ctx, const struct bs_system *sys,
+				const char *name, enum blksnap_log_level level)
+{
+	const struct bs_sysdev *rd = NULL;
+	char uuid[BS_DM_UUID_MAX + 16];
+	int r;
+
+	snprintf(uuid, sizeof(uuid), BS_UUID_REAL "%s", name);
+	for (size_t i = 0; i < sys->n && !rd; i++)
+		if (!strcmp(sys->devs[i].dm.uuid, uuid))
+			rd = &sys->devs[i];
+	if (!rd)
+		return 0;
+	for (size_t i = 0; i < sys->n; i++) {
+		const char *type = bs_sysdev_type(&sys->devs[i]);
+		struct bs_origin_table t;
+
+		if (type && !strcmp(type, BS_TARGET_ORIGIN) &&
+		    !bs_parse_origin_params(NULL, sys->devs[i].dm.targets[0].params, &t) &&
+		    t.major == rd->dm.major && t.minor == rd->dm.minor)
+			return 0;	/* the live origin's real device */
+	}
+	if (rd->dm.open_count > 0)
+		return bs_err(ctx, EBUSY, "%s, the real device of %s left by an origin that is gone, is in use (open count %d): a snapshot image of it? destroy its snapshot first",
+			      rd->dm.name, name, rd->dm.open_count);
+	r = bs_dm_remove(ctx, rd->dm.name, NULL);
+	if (r)
+		return r;
+	bs_log(ctx, level, "removed %s, the real device of %s left by an origin that went away without a detach (e.g. 'lvchange -an' of an attached LV)",
+	       rd->dm.name, name);
+	return 1;
+}
+
+static int attach_layered(struct blksnap_ctx *ctx, const struct bs_system *sys,
+			  const struct bs_sysdev *d, const char *arg, uint64_t tracking)
 {
 	char *real = NULL, *uuid = NULL, *params = NULL, devno[24];
 	struct bs_target t = { 0 };
@@ -210,22 +284,26 @@ static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
 	if (d->dm.inactive_table)
 		return bs_err(ctx, EBUSY, "%s has an inactive table loaded by another program: clear it first ('dmsetup clear %s')",
 			      arg, d->dm.name);
-	real = bs_strdupf("%s-real", d->dm.name);
+	r = remove_leftover_real(ctx, sys, d->dm.name, BLKSNAP_LOG_WARN);
+	if (r < 0)
+		return r;
+	real = bs_strdupf("%s" BS_REAL_SUFFIX, d->dm.name);
 	uuid = bs_strdupf(BS_UUID_REAL "%s", d->dm.name);
 	if (!real || !uuid) {
 		r = bs_err(ctx, ENOMEM, "out of memory");
 		goto out;
 	}
 	if (strlen(real) > BS_DM_NAME_MAX || strlen(uuid) > BS_DM_UUID_MAX) {
-		r = bs_err(ctx, ENAMETOOLONG, "the name %s is too long to add \"-real\"", d->dm.name);
+		r = bs_err(ctx, ENAMETOOLONG, "the name %s is too long to add \"" BS_REAL_SUFFIX "\"",
+			   d->dm.name);
 		goto out;
 	}
 	r = bs_dm_query(ctx, real, 0, 0, BS_DM_INFO, &rd);
 	if (r)
 		goto out;
 	if (rd.exists) {
-		r = bs_err(ctx, EEXIST, "cannot attach %s: a device named %s already exists",
-			   arg, real);
+		r = bs_err(ctx, EEXIST, "cannot attach %s: a device named %s already exists (%s): a leftover of an interrupted attach has the uuid " BS_UUID_REAL "%s and can go ('dmsetup remove %s'); anything else is not blksnapctl's",
+			   arg, real, rd.uuid[0] ? rd.uuid : "no uuid", d->dm.name, real);
 		goto out;
 	}
 	r = bs_dm_create(ctx, real, uuid, d->dm.targets, d->dm.n_targets, false, NULL);
@@ -244,9 +322,11 @@ static int attach_layered(struct blksnap_ctx *ctx, const struct bs_sysdev *d,
 	t.len = sectors;
 	t.type = (char *)BS_TARGET_ORIGIN;
 	t.params = params;
-	r = swap_table(ctx, d->dm.name, &t, 1);
+	r = bs_swap_table(ctx, d->dm.name, &t, 1);
 	if (r)
 		goto undo_real;
+	bs_log(ctx, BLKSNAP_LOG_INFO, "%s: a blksnap-origin now, over %s (%s), which took its table",
+	       d->dm.name, real, devno);
 	goto out;
 undo_real:
 	if (bs_dm_remove(NULL, real, NULL))
@@ -275,8 +355,11 @@ static int attach_disk(struct blksnap_ctx *ctx, const struct bs_blockdev *dev,
 	}
 	r = bs_check_not_in_use(ctx, dev->path);
 	if (r == -EBUSY) {
-		r = bs_err(ctx, EBUSY, "%s is in use (mounted, or held by another device): writes to it would bypass change tracking; unmount it, attach, then use /dev/mapper/%s",
-			   dev->path, *name);
+		char why[BS_ERRMSG_LEN];
+
+		snprintf(why, sizeof(why), "%s", blksnap_errmsg(ctx));
+		r = bs_err(ctx, EBUSY, "%s: writes to it would bypass change tracking; stop that, attach, then use /dev/mapper/%s",
+			   why, *name);
 		goto out;
 	}
 	if (r)
@@ -290,11 +373,15 @@ static int attach_disk(struct blksnap_ctx *ctx, const struct bs_blockdev *dev,
 	t.type = (char *)BS_TARGET_ORIGIN;
 	t.params = params;
 	r = bs_dm_create(ctx, *name, uuid, &t, 1, false, NULL);
+	if (!r)
+		bs_log(ctx, BLKSNAP_LOG_INFO, "%s: blksnap-origin /dev/mapper/%s over it", dev->path, *name);
 out:
 	free(uuid);
 	free(params);
 	return r;
 }
+
+static int detach_locked(struct blksnap_ctx *ctx, const char *device, bool note);
 
 int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		   uint64_t tracking_block_bytes, struct blksnap_origin **out)
@@ -302,12 +389,14 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 	const struct bs_sysdev *o, *d;
 	struct bs_system sys = { 0 };
 	struct bs_blockdev dev = { 0 };
+	struct bs_locks locks;
 	uint64_t tracking = 0;
-	char *name = NULL;
+	char *name = NULL, *uuid = NULL;
 	int r;
 
 	if (out)
 		*out = NULL;
+	bs_locks_init(&locks);
 	r = bs_resolve_blockdev(ctx, device, &dev);
 	if (r)
 		return r;
@@ -325,6 +414,10 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		if (r)
 			goto out;
 	}
+	/* The device attached keeps its number (the disk, or the dm device). */
+	r = bs_lock_origin(ctx, &locks, dev.major, dev.minor, device);
+	if (r)
+		goto out;
 	r = bs_system_scan(ctx, &sys);
 	if (r)
 		goto out;
@@ -333,6 +426,10 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		goto out;
 	}
 	d = bs_system_by_devno(&sys, dev.major, dev.minor);
+	if (d && d->dm.uuid[0] && !(uuid = strdup(d->dm.uuid))) {
+		r = bs_err(ctx, ENOMEM, "out of memory");
+		goto out;
+	}
 	if (d) {
 		const char *type = bs_sysdev_type(d);
 
@@ -341,26 +438,44 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 			goto out;
 		}
 		name = strdup(d->dm.name);
-		r = name ? attach_layered(ctx, d, device, tracking) :
+		r = name ? attach_layered(ctx, &sys, d, device, tracking) :
 			   bs_err(ctx, ENOMEM, "out of memory");
 	} else {
 		r = attach_disk(ctx, &dev, tracking, &name);
 	}
-	if (!r && out)
+	if (r)
+		goto out;
+	/* Attached by hand: the blksnaptab may attach it again after a detach. */
+	if (d)
+		bs_detach_note_forget(uuid, name);
+	/* The table load may have loaded dm-blksnap: check what it brought. */
+	if (ctx)
+		ctx->targets_checked = false;
+	r = bs_check_targets(ctx, false);
+	if (r) {
+		if (detach_locked(NULL, name, false))
+			bs_err_prefix(ctx, r, "%s is left attached ('blksnapctl detach %s')", name, name);
+		goto out;
+	}
+	if (out)
 		r = origin_describe(ctx, name, out);
 out:
+	bs_unlock_all(&locks);
 	free(name);
+	free(uuid);
 	bs_system_clear(&sys);
 	bs_blockdev_clear(&dev);
 	return r;
 }
 
-int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
+/* Detach, with the origin's lock held; @note: keep the blksnaptab off it. */
+static int detach_locked(struct blksnap_ctx *ctx, const char *device, bool note)
 {
 	const struct bs_sysdev *o, *real = NULL;
 	struct bs_system sys;
 	struct bs_origin_table t;
 	const char *owner;
+	char why[1200];
 	int r;
 
 	r = bs_system_scan(ctx, &sys);
@@ -386,8 +501,10 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
 	}
 	if (bs_prefix(o->dm.uuid, BS_UUID_ORIGIN)) {
 		if (o->dm.open_count > 0) {
-			r = bs_err(ctx, EBUSY, "%s is in use (open count %d): unmount it and stop the programs using it first",
-				   o->dm.name, o->dm.open_count);
+			bs_describe_holder(NULL, o->dm.major, o->dm.minor, o->dm.open_count,
+					   why, sizeof(why));
+			r = bs_err(ctx, EBUSY, "%s is in use (%s): unmount it and stop the programs using it first",
+				   o->dm.name, why);
 			goto out;
 		}
 		r = bs_dm_remove(ctx, o->dm.name, NULL);
@@ -400,14 +517,87 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
 			   o->dm.name);
 		goto out;
 	}
-	/* Give the device its table back, in one suspend/resume. */
-	r = swap_table(ctx, o->dm.name, real->dm.targets, real->dm.n_targets);
-	if (r)
+	/*
+	 * Give the device its table back, in one suspend/resume. The resume's
+	 * change event reaches the blksnaptab's udev rule: the note, written
+	 * before it, keeps the rule from attaching the device again.
+	 */
+	if (note)
+		bs_detach_note(ctx, o->dm.uuid[0] ? o->dm.uuid : NULL, o->dm.name);
+	r = bs_swap_table(ctx, o->dm.name, real->dm.targets, real->dm.n_targets);
+	if (r) {
+		if (note)
+			bs_detach_note_forget(o->dm.uuid[0] ? o->dm.uuid : NULL, o->dm.name);
 		goto out;
+	}
 	r = bs_dm_remove(ctx, real->dm.name, NULL);
+	if (!r)
+		bs_log(ctx, BLKSNAP_LOG_INFO, "%s: its own table again, %s removed", o->dm.name,
+		       real->dm.name);
 out:
 	bs_system_clear(&sys);
 	return r;
+}
+
+/*
+ * The dm name of @device when it does not exist: "/dev/mapper/<name>", a
+ * bare name, or LVM's "/dev/<vg>/<lv>" (dm name <vg>-<lv>, dashes doubled).
+ */
+static char *gone_dm_name(const char *device)
+{
+	const char *rest = bs_prefix(device, "/dev/mapper/");
+	char vg[128], lv[128], *out, *o;
+
+	if (rest)
+		return strdup(rest);
+	if (!strchr(device, '/'))
+		return strdup(device);
+	if (sscanf(device, "/dev/%127[^/]/%127[^/]", vg, lv) != 2)
+		return NULL;
+	out = malloc(2 * (strlen(vg) + strlen(lv)) + 2);
+	if (!out)
+		return NULL;
+	o = out;
+	for (const char *p = vg; *p; p++) {
+		if (*p == '-')
+			*o++ = '-';
+		*o++ = *p;
+	}
+	*o++ = '-';
+	for (const char *p = lv; *p; p++) {
+		if (*p == '-')
+			*o++ = '-';
+		*o++ = *p;
+	}
+	*o = '\0';
+	return out;
+}
+
+int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
+{
+	struct bs_locks locks;
+	struct bs_system sys;
+	char *name;
+	int r, r2;
+
+	bs_locks_init(&locks);
+	r = lock_origin_of(ctx, device, &locks);
+	if (!r)
+		r = detach_locked(ctx, device, true);
+	bs_unlock_all(&locks);
+	if (r != -ENOENT && r != -ENODEV)
+		return r;
+	/* The origin is gone (a deactivated LV): its real device may be left. */
+	name = gone_dm_name(device);
+	if (!name || bs_system_scan(NULL, &sys)) {
+		free(name);
+		return r;
+	}
+	/* Asked for: what is removed is no warning. */
+	r2 = remove_leftover_real(ctx, &sys, name, BLKSNAP_LOG_INFO);
+	bs_system_clear(&sys);
+	free(name);
+	return r2 < 0 ? r2 : r2 ? 0 : r;
 }
 
 /*---- Change-block tracking ----*/
@@ -421,6 +611,7 @@ static int cbt_origin(struct blksnap_ctx *ctx, const char *device, char **name,
 	int r;
 
 	*name = NULL;
+	st->size = sizeof(*st);
 	r = bs_system_scan(ctx, &sys);
 	if (r)
 		return r;
@@ -450,6 +641,7 @@ int bs_origin_status(struct blksnap_ctx *ctx, const char *name,
 	struct bs_dmdev d;
 	int r;
 
+	st->size = sizeof(*st);
 	r = bs_dm_query(ctx, name, 0, 0, BS_DM_STATUS, &d);
 	if (r)
 		return r;
@@ -461,21 +653,70 @@ int bs_origin_status(struct blksnap_ctx *ctx, const char *name,
 	return r;
 }
 
-int blksnap_cbt_changes(struct blksnap_ctx *ctx, const char *device,
-			unsigned int since, struct blksnap_extent **ext,
-			size_t *n, struct blksnap_origin_status *st)
+/*
+ * Whether changes since snapshot @since of generation @gen (NULL: any) can
+ * be listed from a map of status @st.
+ */
+static int cbt_check_since(struct blksnap_ctx *ctx, const char *device,
+			   const struct blksnap_origin_status *st, const char *gen,
+			   unsigned int since)
 {
-	struct blksnap_origin_status before, after;
-	char msg[32], *name, *reply = NULL;
+	if (since > 255)
+		return bs_err(ctx, EINVAL, "changes since snapshot %u: snapshot numbers are 0..255", since);
+	if (gen && strcasecmp(gen, st->generation_uuid))
+		return bs_err(ctx, ESTALE, "the CBT generation of %s is %s, not %s: what changed since that snapshot is unknown; make a full backup",
+			      device, st->generation_uuid, gen);
+	if (!st->snapshot_number)
+		return bs_err(ctx, ENODATA, "%s has no snapshot in CBT generation %s yet: make a full backup from a snapshot first",
+			      device, st->generation_uuid);
+	if (since == st->snapshot_number)
+		return bs_err(ctx, EINVAL, "changes since snapshot %u of %s: that is its last snapshot, after which nothing can be listed; give the snapshot number of the previous backup (below %u)",
+			      since, device, since);
+	if (since > st->snapshot_number)
+		return bs_err(ctx, EINVAL, "changes since snapshot %u of %s: its last snapshot is number %u (change_number %u is the number the next one will get); give the snapshot number of the previous backup",
+			      since, device, st->snapshot_number, st->change_number);
+	return 0;
+}
+
+/* Whether the map read under @before is still the origin's (no take, no reset). */
+static int cbt_check_same(struct blksnap_ctx *ctx, const char *device, const char *name,
+			  const struct blksnap_origin_status *before)
+{
+	struct blksnap_origin_status after;
+	int r = bs_origin_status(ctx, name, &after);
+
+	if (r)
+		return r;
+	if (strcmp(before->generation_uuid, after.generation_uuid))
+		return bs_err(ctx, ESTALE, "the CBT generation of %s changed while reading: read the changes again (a new generation needs a full backup)",
+			      device);
+	if (before->change_number != after.change_number)
+		return bs_err(ctx, ESTALE, "a snapshot of %s was taken while reading its map: read it again",
+			      device);
+	return 0;
+}
+
+int blksnap_cbt_changes(struct blksnap_ctx *ctx, const char *device,
+			const char *generation_uuid, unsigned int since,
+			struct blksnap_extent **ext, size_t *n,
+			struct blksnap_origin_status *st)
+{
+	struct blksnap_origin_status before;
+	char msg[32], *name = NULL, *reply = NULL;
 	int r;
 
 	*ext = NULL;
 	*n = 0;
 	if (since > 255)
-		return bs_err(ctx, EINVAL, "--since %u: change numbers are 0..255", since);
+		return bs_err(ctx, EINVAL, "changes since snapshot %u: snapshot numbers are 0..255", since);
+	if (st && st->size < sizeof(*st))
+		return bs_err(ctx, EINVAL, "struct blksnap_origin_status: set .size = sizeof(struct blksnap_origin_status)");
 	r = cbt_origin(ctx, device, &name, &before, NULL);
 	if (r)
 		return r;
+	r = cbt_check_since(ctx, device, &before, generation_uuid, since);
+	if (r)
+		goto out;
 	snprintf(msg, sizeof(msg), "cbt_changes %u", since);
 	r = bs_dm_message(ctx, name, msg, &reply);
 	if (r)
@@ -484,16 +725,10 @@ int blksnap_cbt_changes(struct blksnap_ctx *ctx, const char *device,
 	if (r)
 		goto out;
 	*n = bs_extents_merge(*ext, *n);
-	r = bs_origin_status(ctx, name, &after);
-	if (r)
-		goto out;
-	if (strcmp(before.generation_uuid, after.generation_uuid)) {
-		r = bs_err(ctx, ESTALE, "the CBT generation of %s changed while reading: read the changes again (a new generation needs a full backup)",
-			   device);
-		goto out;
-	}
-	if (st)
-		*st = before;
+	r = cbt_check_same(ctx, device, name, &before);
+	if (!r && st)
+		r = bs_copy_out(ctx, st, &before, sizeof(before), sizeof(before),
+				"blksnap_origin_status");
 out:
 	if (r) {
 		free(*ext);
@@ -503,6 +738,125 @@ out:
 	free(reply);
 	free(name);
 	return r;
+}
+
+#define CBT_READ_PIECE 65536
+
+/* Bytes @off..@off+@count of the snapshot map of origin @name into @buf. */
+static int cbt_read_piece(struct blksnap_ctx *ctx, const char *device, const char *name,
+			  uint64_t off, uint64_t count, uint8_t *buf)
+{
+	char msg[64], *reply = NULL;
+	int r;
+
+	snprintf(msg, sizeof(msg), "cbt_read %llu %llu", (unsigned long long)off,
+		 (unsigned long long)count);
+	r = bs_dm_message(ctx, name, msg, &reply);
+	if (r == -ENODATA)
+		r = bs_err(ctx, ENODATA, "%s has no CBT snapshot map yet: create a snapshot first",
+			   device);
+	else if (!r && bs_hex_decode(reply, buf, count))
+		r = bs_err(ctx, EPROTO, "unexpected reply to '%s' from %s (expected %llu hex digits)",
+			   msg, name, (unsigned long long)count * 2);
+	free(reply);
+	return r;
+}
+
+struct blksnap_cbt_iter {
+	char *device;
+	char *name;
+	struct blksnap_origin_status st;
+	struct bs_map_scan scan;
+	uint64_t off;			/* the next map byte to read */
+	uint8_t *buf;
+	size_t len, pos;		/* bytes in buf, bytes fed */
+	bool done;			/* the open run is emitted */
+};
+
+int blksnap_cbt_iter_new(struct blksnap_ctx *ctx, const char *device,
+			 const char *generation_uuid, unsigned int since,
+			 struct blksnap_cbt_iter **out)
+{
+	struct blksnap_cbt_iter *it;
+	uint64_t sectors;
+	int r;
+
+	*out = NULL;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return bs_err(ctx, ENOMEM, "out of memory");
+	it->device = strdup(device);
+	it->buf = malloc(CBT_READ_PIECE);
+	if (!it->device || !it->buf) {
+		r = bs_err(ctx, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = cbt_origin(ctx, device, &it->name, &it->st, &sectors);
+	if (!r)
+		r = cbt_check_since(ctx, device, &it->st, generation_uuid, since);
+	if (r)
+		goto fail;
+	bs_map_scan_init(&it->scan, since, it->st.tracking_block_sectors, sectors);
+	*out = it;
+	return 0;
+fail:
+	blksnap_cbt_iter_free(it);
+	return r;
+}
+
+const struct blksnap_origin_status *blksnap_cbt_iter_status(const struct blksnap_cbt_iter *it)
+{
+	return &it->st;
+}
+
+int blksnap_cbt_iter_next(struct blksnap_ctx *ctx, struct blksnap_cbt_iter *it,
+			  struct blksnap_extent *ext, size_t max, size_t *n)
+{
+	int r;
+
+	*n = 0;
+	if (!max)
+		return bs_err(ctx, EINVAL, "no room for extents");
+	while (*n < max) {
+		if (it->pos < it->len) {
+			it->pos += bs_map_scan_feed(&it->scan, it->buf + it->pos, it->len - it->pos,
+						    ext, max, n);
+			continue;
+		}
+		if (it->off < it->st.tracking_blocks) {
+			uint64_t count = it->st.tracking_blocks - it->off;
+
+			if (count > CBT_READ_PIECE)
+				count = CBT_READ_PIECE;
+			r = cbt_read_piece(ctx, it->device, it->name, it->off, count, it->buf);
+			if (r)
+				return r;
+			it->off += count;
+			it->len = count;
+			it->pos = 0;
+			/* The whole map is read: it must be one map. */
+			if (it->off == it->st.tracking_blocks) {
+				r = cbt_check_same(ctx, it->device, it->name, &it->st);
+				if (r)
+					return r;
+			}
+			continue;
+		}
+		if (!it->done && bs_map_scan_end(&it->scan, ext, max, n))
+			it->done = true;
+		break;
+	}
+	return 0;
+}
+
+void blksnap_cbt_iter_free(struct blksnap_cbt_iter *it)
+{
+	if (!it)
+		return;
+	free(it->device);
+	free(it->name);
+	free(it->buf);
+	free(it);
 }
 
 static int write_all(int fd, const uint8_t *buf, size_t len)
@@ -521,20 +875,20 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-#define CBT_READ_PIECE 65536
-
 int blksnap_cbt_read(struct blksnap_ctx *ctx, const char *device, int fd,
-		     uint64_t *bytes)
+		     uint64_t *bytes, struct blksnap_origin_status *st)
 {
-	struct blksnap_origin_status st;
-	char msg[64], *name, *reply = NULL;
+	struct blksnap_origin_status before;
+	char *name;
 	uint8_t *buf = NULL;
 	uint64_t off;
 	int r;
 
 	if (bytes)
 		*bytes = 0;
-	r = cbt_origin(ctx, device, &name, &st, NULL);
+	if (st && st->size < sizeof(*st))
+		return bs_err(ctx, EINVAL, "struct blksnap_origin_status: set .size = sizeof(struct blksnap_origin_status)");
+	r = cbt_origin(ctx, device, &name, &before, NULL);
 	if (r)
 		return r;
 	buf = malloc(CBT_READ_PIECE);
@@ -542,28 +896,14 @@ int blksnap_cbt_read(struct blksnap_ctx *ctx, const char *device, int fd,
 		r = bs_err(ctx, ENOMEM, "out of memory");
 		goto out;
 	}
-	for (off = 0; off < st.tracking_blocks; off += CBT_READ_PIECE) {
-		uint64_t count = st.tracking_blocks - off;
+	for (off = 0; off < before.tracking_blocks; off += CBT_READ_PIECE) {
+		uint64_t count = before.tracking_blocks - off;
 
 		if (count > CBT_READ_PIECE)
 			count = CBT_READ_PIECE;
-		snprintf(msg, sizeof(msg), "cbt_read %llu %llu",
-			 (unsigned long long)off, (unsigned long long)count);
-		free(reply);
-		reply = NULL;
-		r = bs_dm_message(ctx, name, msg, &reply);
-		if (r == -ENODATA) {
-			r = bs_err(ctx, ENODATA, "%s has no CBT snapshot map yet: create a snapshot first",
-				   device);
-			goto out;
-		}
+		r = cbt_read_piece(ctx, device, name, off, count, buf);
 		if (r)
 			goto out;
-		if (bs_hex_decode(reply, buf, count)) {
-			r = bs_err(ctx, EPROTO, "unexpected reply to '%s' from %s (expected %llu hex digits)",
-				   msg, name, (unsigned long long)count * 2);
-			goto out;
-		}
 		r = write_all(fd, buf, count);
 		if (r) {
 			r = bs_err(ctx, -r, "cannot write the CBT map: %s", strerror(-r));
@@ -572,8 +912,11 @@ int blksnap_cbt_read(struct blksnap_ctx *ctx, const char *device, int fd,
 		if (bytes)
 			*bytes += count;
 	}
+	r = cbt_check_same(ctx, device, name, &before);
+	if (!r && st)
+		r = bs_copy_out(ctx, st, &before, sizeof(before), sizeof(before),
+				"blksnap_origin_status");
 out:
-	free(reply);
 	free(buf);
 	free(name);
 	return r;
@@ -609,6 +952,57 @@ int blksnap_cbt_mark_dirty(struct blksnap_ctx *ctx, const char *device,
 			goto out;
 	}
 out:
+	free(name);
+	return r;
+}
+
+int blksnap_cbt_take(struct blksnap_ctx *ctx, const char *device, unsigned int *number)
+{
+	struct blksnap_origin_status st;
+	struct bs_locks locks;
+	char *name = NULL, *reply = NULL;
+	uint64_t v;
+	int r;
+
+	bs_locks_init(&locks);
+	r = lock_origin_of(ctx, device, &locks);
+	if (!r)
+		r = cbt_origin(ctx, device, &name, &st, NULL);
+	if (r)
+		goto out;
+	if (st.state != BLKSNAP_ORIGIN_IDLE) {
+		r = bs_err(ctx, EBUSY, "cannot take a CBT snapshot of %s: it has a snapshot image (state %s), which is the take",
+			   device, blksnap_origin_state_name(st.state));
+		goto out;
+	}
+	r = bs_dm_message(ctx, name, "cbt_take", &reply);
+	if (r)
+		goto out;
+	if (bs_parse_u64(reply, &v) || v < 1 || v > 254)
+		r = bs_err(ctx, EPROTO, "unexpected reply '%s' to cbt_take from %s", reply, name);
+	else if (number)
+		*number = (unsigned int)v;
+out:
+	bs_unlock_all(&locks);
+	free(reply);
+	free(name);
+	return r;
+}
+
+int blksnap_cbt_reset(struct blksnap_ctx *ctx, const char *device)
+{
+	struct blksnap_origin_status st;
+	struct bs_locks locks;
+	char *name = NULL;
+	int r;
+
+	bs_locks_init(&locks);
+	r = lock_origin_of(ctx, device, &locks);
+	if (!r)
+		r = cbt_origin(ctx, device, &name, &st, NULL);
+	if (!r)
+		r = bs_dm_message(ctx, name, "cbt_reset", NULL);
+	bs_unlock_all(&locks);
 	free(name);
 	return r;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <blkid/blkid.h>
@@ -197,17 +198,219 @@ int bs_resolve_blockdev(struct blksnap_ctx *ctx, const char *arg,
 	return 0;
 }
 
+/* A mountinfo field with its octal escapes (\040 for a blank) decoded. */
+static void mountinfo_unescape(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*d++ = *s;
+		}
+	}
+	*d = '\0';
+}
+
+static bool holder_mount(uint32_t major, uint32_t minor, char *buf, size_t len)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	while (f && !found && getline(&line, &cap, f) > 0) {
+		unsigned int ma, mi;
+		char mnt[1024];
+
+		if (sscanf(line, "%*s %*s %u:%u %*s %1023s", &ma, &mi, mnt) == 3 &&
+		    ma == major && mi == minor) {
+			mountinfo_unescape(mnt);
+			snprintf(buf, len, "mounted on %s", mnt);
+			found = true;
+		}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static bool holder_device(uint32_t major, uint32_t minor, char *buf, size_t len)
+{
+	char path[300], name[128];
+	struct dirent *e;
+	bool found = false;
+	DIR *dir;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major, minor);
+	dir = opendir(path);
+	while (dir && !found && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		/* A dm holder by its name: "held by vg0-data (dm-3)". */
+		snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name", e->d_name);
+		f = fopen(path, "re");
+		if (f && fgets(name, sizeof(name), f)) {
+			name[strcspn(name, "\n")] = '\0';
+			snprintf(buf, len, "held by %s (%s)", name, e->d_name);
+		} else {
+			snprintf(buf, len, "held by %s", e->d_name);
+		}
+		if (f)
+			fclose(f);
+		found = true;
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+static bool holder_swap(const char *path, char *buf, size_t len)
+{
+	char *line = NULL, dev[512];
+	size_t cap = 0;
+	bool found = false;
+	char *real = realpath(path, NULL);
+	FILE *f = fopen("/proc/swaps", "re");
+
+	while (real && f && !found && getline(&line, &cap, f) > 0)
+		if (sscanf(line, "%511s", dev) == 1 && !strcmp(dev, real)) {
+			snprintf(buf, len, "used as swap");
+			found = true;
+		}
+	free(line);
+	free(real);
+	if (f)
+		fclose(f);
+	return found;
+}
+
+void bs_describe_holder(const char *path, uint32_t major, uint32_t minor,
+			int open_count, char *buf, size_t len)
+{
+	if (holder_mount(major, minor, buf, len) || holder_device(major, minor, buf, len) ||
+	    (path && holder_swap(path, buf, len)))
+		return;
+	if (open_count > 0)
+		snprintf(buf, len, "open by a process, open count %d", open_count);
+	else
+		snprintf(buf, len, "opened exclusively by a program");
+}
+
 int bs_check_not_in_use(struct blksnap_ctx *ctx, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
+	struct stat st;
+	char why[1200];
 
 	if (fd >= 0) {
 		close(fd);
 		return 0;
 	}
-	if (errno == EBUSY)
-		return bs_err(ctx, EBUSY, "%s is in use (mounted, or held by another device)", path);
+	if (errno == EBUSY) {
+		if (stat(path, &st))
+			snprintf(why, sizeof(why), "mounted, or held by another device");
+		else
+			bs_describe_holder(path, major(st.st_rdev), minor(st.st_rdev), 0,
+					   why, sizeof(why));
+		return bs_err(ctx, EBUSY, "%s is in use (%s)", path, why);
+	}
 	return bs_err(ctx, errno, "cannot open %s: %s", path, strerror(errno));
+}
+
+/*---- Signatures ----*/
+
+int bs_probe_signature(const char *path, char *what, size_t len)
+{
+	const char *type = NULL, *usage = NULL, *label = NULL, *uuid = NULL;
+	blkid_probe pr;
+	int r;
+
+	what[0] = '\0';
+	pr = blkid_new_probe_from_filename(path);
+	if (!pr)
+		return errno ? -errno : -EIO;
+	/* What pvcreate and mkfs look for: any superblock, also a damaged one, and partition tables. */
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE |
+					  BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID |
+					  BLKID_SUBLKS_BADCSUM);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+	r = 0;
+	while (!r && blkid_do_probe(pr) == 0) {
+		const char *kind;
+		int w;
+
+		if (!blkid_probe_lookup_value(pr, "TYPE", &type, NULL) && type) {
+			blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+			blkid_probe_lookup_value(pr, "LABEL", &label, NULL);
+			blkid_probe_lookup_value(pr, "UUID", &uuid, NULL);
+			kind = !strcmp(type, "LVM2_member") ? "physical volume label" :
+			       !usage ? "signature" :
+			       !strcmp(usage, "filesystem") ? "file system" :
+			       !strcmp(usage, "raid") ? "RAID member signature" :
+			       !strcmp(usage, "crypto") ? "encryption header" : "signature";
+			w = snprintf(what, len, "%s %s",
+				     !strcmp(type, "LVM2_member") ? "LVM" : type, kind);
+
+			if (w < 0 || (size_t)w >= len)
+				w = 0;
+			if (label && uuid)
+				snprintf(what + w, len - w, " (LABEL=%s UUID=%s)", label, uuid);
+			else if (label || uuid)
+				snprintf(what + w, len - w, " (%s=%s)", label ? "LABEL" : "UUID",
+					 label ? label : uuid);
+			r = 1;
+		} else if (!blkid_probe_lookup_value(pr, "PTTYPE", &type, NULL) && type) {
+			snprintf(what, len, "%s partition table", type);
+			r = 1;
+		}
+	}
+	blkid_free_probe(pr);
+	return r;
+}
+
+/*---- Store parts ----*/
+
+bool bs_store_marked(const char *path)
+{
+	char buf[BLKSNAP_SECTOR_SIZE];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool marked;
+
+	if (fd < 0)
+		return false;
+	marked = pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+		 !memcmp(buf, BS_STORE_MAGIC, strlen(BS_STORE_MAGIC));
+	close(fd);
+	return marked;
+}
+
+int bs_store_mark(struct blksnap_ctx *ctx, const char *path, const char *snap)
+{
+	char buf[BLKSNAP_SECTOR_SIZE];
+	int fd, e, n;
+
+	memset(buf, 0, sizeof(buf));
+	n = snprintf(buf, sizeof(buf), "%sa difference store part of dm-blksnap, snapshot %s, since %lld\n",
+		     BS_STORE_MAGIC, snap, (long long)time(NULL));
+	(void)n;
+	fd = open(path, O_WRONLY | O_EXCL | O_CLOEXEC);
+	if (fd < 0)
+		return bs_err(ctx, errno, "cannot open store %s: %s", path, strerror(errno));
+	if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd)) {
+		e = errno ? errno : EIO;
+		close(fd);
+		return bs_err(ctx, e, "cannot write the first sector of store %s: %s", path, strerror(e));
+	}
+	close(fd);
+	return 0;
 }
 
 /*---- Filesystems ----*/

@@ -9,6 +9,32 @@
 #include "model.h"
 #include "sys.h"
 
+int bs_check_targets(struct blksnap_ctx *ctx, bool need_image)
+{
+	static const char *const types[] = { BS_TARGET_ORIGIN, BS_TARGET_IMAGE };
+	bool present[2];
+	uint32_t v[3];
+	int r;
+
+	for (size_t i = 0; i < 2; i++) {
+		r = bs_dm_target_version(ctx, types[i], &present[i], v);
+		if (r)
+			return r;
+		if (present[i] && !bs_target_version_ok(v))
+			return bs_err(ctx, EPROTONOSUPPORT, "the loaded dm-blksnap module's %s target is version %u.%u.%u; this libblksnap (%s) drives %d.%d and later %d.x: install the dm-blksnap of the same release",
+				      types[i], v[0], v[1], v[2], blksnap_version(),
+				      BLKSNAP_TARGET_MAJOR, BLKSNAP_TARGET_MINOR_MIN, BLKSNAP_TARGET_MAJOR);
+	}
+	if (need_image && !present[1]) {
+		if (!present[0])
+			return bs_err(ctx, EOPNOTSUPP, "the kernel has no blksnap targets: load the dm-blksnap module ('modprobe dm-blksnap') and attach the devices first");
+		return bs_err(ctx, EOPNOTSUPP, "the loaded dm-blksnap module has no blksnap-image target: snapshots need a newer dm-blksnap");
+	}
+	if (ctx && present[0] && (present[1] || !need_image))
+		ctx->targets_checked = true;
+	return 0;
+}
+
 void bs_system_clear(struct bs_system *sys)
 {
 	for (size_t i = 0; i < sys->n; i++) {
@@ -80,6 +106,12 @@ int bs_system_scan(struct blksnap_ctx *ctx, struct bs_system *sys)
 		type = bs_sysdev_type(d);
 		if (!type || (strcmp(type, BS_TARGET_ORIGIN) && strcmp(type, BS_TARGET_IMAGE)))
 			continue;
+		/* Versions first: a status line of another version means nothing. */
+		if (ctx && !ctx->targets_checked) {
+			r = bs_check_targets(ctx, false);
+			if (r)
+				goto fail;
+		}
 		r = bs_dm_query(ctx, names[i], 0, 0, BS_DM_STATUS, &st);
 		if (r)
 			goto fail;

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "ops.h"
 
 /*---- Store parts ----*/
@@ -29,10 +31,14 @@ struct store_forbid {
 	struct bs_devno dev[64];
 };
 
-static void forbid_add(struct store_forbid *f, uint32_t major, uint32_t minor)
+static int forbid_add(struct blksnap_ctx *ctx, struct store_forbid *f, uint32_t major,
+		      uint32_t minor)
 {
-	if (f->n < sizeof(f->dev) / sizeof(f->dev[0]))
-		f->dev[f->n++] = (struct bs_devno){ major, minor };
+	if (f->n >= sizeof(f->dev) / sizeof(f->dev[0]))
+		return bs_err(ctx, E2BIG, "too many devices in one snapshot (%zu at most)",
+			      sizeof(f->dev) / sizeof(f->dev[0]) / 2);
+	f->dev[f->n++] = (struct bs_devno){ major, minor };
+	return 0;
 }
 
 static bool forbid_hit(const struct store_forbid *f, uint32_t major, uint32_t minor)
@@ -49,13 +55,13 @@ static bool forbid_hit(const struct store_forbid *f, uint32_t major, uint32_t mi
  */
 static int store_part(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		      const char *arg, uint64_t dir_bytes, const char *snap,
-		      const struct store_forbid *forbid, struct bs_segment *seg,
-		      int *fd)
+		      const struct store_forbid *forbid, unsigned int flags,
+		      struct bs_segment *seg, int *fd)
 {
 	struct bs_blockdev dev;
 	const struct bs_sysdev *d;
 	struct stat st;
-	char label[80];
+	char label[80], what[300];
 	int r;
 
 	*fd = -1;
@@ -73,6 +79,7 @@ static int store_part(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		snprintf(label, sizeof(label), "blksnap:%s", snap);
 		r = bs_loop_store(ctx, arg, dir_bytes, label, fd, &seg->major, &seg->minor);
 		seg->sectors = dir_bytes / BLKSNAP_SECTOR_SIZE;
+		seg->offset = 0;	/* a new file: nobody else's, no marker needed */
 		return r;
 	}
 	if (!S_ISBLK(st.st_mode))
@@ -82,16 +89,34 @@ static int store_part(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		return r;
 	seg->major = dev.major;
 	seg->minor = dev.minor;
-	seg->sectors = dev.sectors;
+	/* Its first sector says it is a store part; the chunks come after it. */
+	seg->offset = BS_STORE_RESERVED;
+	seg->sectors = dev.sectors > BS_STORE_RESERVED ? dev.sectors - BS_STORE_RESERVED : 0;
 	d = bs_system_by_devno(sys, dev.major, dev.minor);
 	if (forbid_hit(forbid, dev.major, dev.minor))
 		r = bs_err(ctx, EINVAL, "store %s is, or is stacked on, a device being snapshotted", arg);
 	else if (d && bs_prefix(d->dm.uuid, "BLKSNAP-"))
 		r = bs_err(ctx, EINVAL, "store %s is a blksnap device (%s)", arg, d->dm.uuid);
 	else if (seg->sectors < BS_CHUNK_MIN)
-		r = bs_err(ctx, EINVAL, "store %s is too small", arg);
+		r = bs_err(ctx, EINVAL, "store %s is too small (%llu sectors): a store device needs at least 8 KiB",
+			   arg, (unsigned long long)dev.sectors);
 	else
 		r = bs_check_not_in_use(ctx, dev.path);
+	/*
+	 * What mkfs and pvcreate check: the device is overwritten. A former
+	 * store part (its first sector says so) holds only copied chunks,
+	 * which may look like anything: it is used again without a look.
+	 */
+	if (!r && !(flags & BLKSNAP_STORE_FORCE) && !bs_store_marked(dev.path)) {
+		r = bs_probe_signature(dev.path, what, sizeof(what));
+		if (r == 1)
+			r = bs_err(ctx, EEXIST, "store %s carries a signature, %s: it would be overwritten; check the device, wipe it ('wipefs -a %s') or use it anyway with --force",
+				   arg, what, arg);
+		else if (r < 0)
+			r = bs_err(ctx, -r, "cannot look for signatures on store %s: %s", arg, strerror(-r));
+	}
+	if (!r)
+		r = bs_store_mark(ctx, dev.path, snap);
 	bs_blockdev_clear(&dev);
 	return r;
 }
@@ -133,7 +158,7 @@ static int create_point_in_time(struct blksnap_ctx *ctx, struct create_member *m
 	sigemptyset(&held);
 	for (size_t i = 0; i < sizeof(create_held_signals) / sizeof(int); i++)
 		sigaddset(&held, create_held_signals[i]);
-	sigprocmask(SIG_BLOCK, &held, &old);
+	pthread_sigmask(SIG_BLOCK, &held, &old);
 
 	for (size_t i = 0; i < n && !r; i++) {
 		r = bs_dm_suspend(ctx, m[i].origin->dm.name, BS_DM_LOCKFS);
@@ -160,7 +185,7 @@ static int create_point_in_time(struct blksnap_ctx *ctx, struct create_member *m
 			      name, name);
 	}
 	bs_dm_udev_wait(NULL, cookie);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
 
@@ -182,7 +207,7 @@ static int create_members(struct blksnap_ctx *ctx, const struct bs_system *sys,
 			  struct create_member *m, struct store_forbid *forbid)
 {
 	for (size_t i = 0; i < p->n_devices; i++) {
-		struct blksnap_origin_status st;
+		struct blksnap_origin_status st = { .size = sizeof(st) };
 		const struct bs_sysdev *o;
 		int r;
 
@@ -212,50 +237,70 @@ static int create_members(struct blksnap_ctx *ctx, const struct bs_system *sys,
 			return r;
 		if (bs_system_by_name(sys, m[i].image))
 			return bs_err(ctx, EEXIST, "a device named %s already exists", m[i].image);
-		forbid_add(forbid, o->dm.major, o->dm.minor);
-		forbid_add(forbid, m[i].table.major, m[i].table.minor);
+		r = forbid_add(ctx, forbid, o->dm.major, o->dm.minor);
+		if (!r)
+			r = forbid_add(ctx, forbid, m[i].table.major, m[i].table.minor);
+		if (r)
+			return r;
 	}
 	return 0;
 }
 
-/*
- * Snapshots need the blksnap-image target. Its module is loaded by then:
- * the devices to snapshot are attached, so blksnap-origin is registered,
- * and both targets live in dm-blksnap.
- */
-static int snapshot_check_kernel(struct blksnap_ctx *ctx)
+/* The origin lock keys of the devices to snapshot, from a first scan. */
+static int create_lock(struct blksnap_ctx *ctx, const struct blksnap_create_params *p,
+		       const char *name, struct bs_locks *l)
 {
-	bool image, origin;
+	const struct bs_sysdev *o;
+	struct bs_system sys;
+	uint64_t *keys;
 	int r;
 
-	r = bs_dm_has_target(ctx, BS_TARGET_IMAGE, &image);
-	if (!r)
-		r = bs_dm_has_target(ctx, BS_TARGET_ORIGIN, &origin);
-	if (r || image)
+	r = bs_lock_snapshot(ctx, l, name);
+	if (r)
 		return r;
-	if (!origin)
-		return bs_err(ctx, ENODEV, "the kernel has no blksnap targets: load the dm-blksnap module ('modprobe dm-blksnap') and attach the devices first");
-	return bs_err(ctx, EOPNOTSUPP, "the loaded dm-blksnap module has no blksnap-image target: snapshots need a newer dm-blksnap");
+	keys = calloc(p->n_devices, sizeof(*keys));
+	if (!keys)
+		return bs_err(ctx, ENOMEM, "out of memory");
+	r = bs_system_scan(ctx, &sys);
+	if (!r) {
+		for (size_t i = 0; !r && i < p->n_devices; i++) {
+			r = bs_find_origin(ctx, &sys, p->devices[i], &o);
+			if (!r)
+				keys[i] = bs_origin_lock_key(o);
+		}
+		bs_system_clear(&sys);
+	}
+	if (!r)
+		r = bs_lock_origins(ctx, l, keys, p->n_devices);
+	free(keys);
+	return r;
 }
 
 int blksnap_create(struct blksnap_ctx *ctx,
-		   const struct blksnap_create_params *p,
+		   const struct blksnap_create_params *params,
 		   struct blksnap_snapshot **out)
 {
+	struct blksnap_create_params pp, *p = &pp;
 	struct store_forbid forbid = { 0 };
+	struct bs_locks locks;
 	struct create_member *m = NULL;
 	struct bs_segment *segs = NULL;
 	struct bs_target *st = NULL;
 	struct bs_system sys = { 0 };
 	char defname[32], *store = NULL, *store_uuid = NULL, devno[24];
-	const char *name = p->name;
+	const char *name;
 	bool store_created = false;
-	uint64_t chunk = BS_CHUNK_DEFAULT;
+	uint64_t chunk = BS_CHUNK_DEFAULT, store_sectors = 0;
 	size_t nst = 0, nfds = 0;
 	int *fds = NULL, r;
 
 	if (out)
 		*out = NULL;
+	bs_locks_init(&locks);
+	r = bs_copy_in(ctx, &pp, sizeof(pp), params, sizeof(pp), "blksnap_create_params");
+	if (r)
+		return r;
+	name = p->name;
 	if (!p->n_devices)
 		return bs_err(ctx, EINVAL, "no device to snapshot");
 	if (!p->n_stores)
@@ -276,7 +321,8 @@ int blksnap_create(struct blksnap_ctx *ctx,
 	r = bs_check_snapshot_name(ctx, name);
 	if (r)
 		return r;
-	r = snapshot_check_kernel(ctx);
+	/* Snapshots need blksnap-image, of a version this library drives. */
+	r = bs_check_targets(ctx, true);
 	if (r)
 		return r;
 	store = bs_strdupf("%s-store", name);
@@ -288,6 +334,9 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		r = bs_err(ctx, ENOMEM, "out of memory");
 		goto out;
 	}
+	r = create_lock(ctx, p, name, &locks);
+	if (r)
+		goto out;
 	r = bs_system_scan(ctx, &sys);
 	if (r)
 		goto out;
@@ -304,11 +353,12 @@ int blksnap_create(struct blksnap_ctx *ctx,
 	/* The store: its parts joined by one dm-linear device. */
 	for (size_t i = 0; i < p->n_stores; i++) {
 		r = store_part(ctx, &sys, p->stores[i], p->store_size, name, &forbid,
-			       &segs[i], &fds[nfds]);
+			       p->flags, &segs[i], &fds[nfds]);
 		if (fds[nfds] >= 0)
 			nfds++;
 		if (r)
 			goto fail;
+		store_sectors += segs[i].sectors;
 	}
 	r = bs_linear_append(ctx, &st, &nst, segs, p->n_stores);
 	if (r)
@@ -337,7 +387,12 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		char real[24];
 
 		snprintf(real, sizeof(real), "%u:%u", m[i].table.major, m[i].table.minor);
-		r = bs_image_params(ctx, real, devno, chunk, 0, &t.params);
+		/*
+		 * The kernel's default low water, a quarter of the store, but
+		 * in the table: the event API reads the threshold from there.
+		 */
+		r = bs_image_params(ctx, real, devno, chunk,
+				    store_sectors / 4 ? store_sectors / 4 : 1, &t.params);
 		if (r)
 			goto fail;
 		t.len = bs_sysdev_sectors(m[i].origin);
@@ -349,9 +404,12 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		m[i].created = true;
 	}
 
+	bs_log(ctx, BLKSNAP_LOG_INFO, "%s: store %s of %llu sectors; suspending %zu origin(s) for the point in time",
+	       name, store, (unsigned long long)store_sectors, p->n_devices);
 	r = create_point_in_time(ctx, m, p->n_devices);
 	if (r)
 		goto fail;
+	bs_log(ctx, BLKSNAP_LOG_INFO, "%s: taken, the origins are resumed", name);
 	if (out) {
 		r = blksnap_snapshot_get(ctx, name, out);
 		/* Images in the order of the devices given. */
@@ -369,6 +427,7 @@ int blksnap_create(struct blksnap_ctx *ctx,
 fail:
 	create_rollback(ctx, m, p->n_devices, store, store_created);
 out:
+	bs_unlock_all(&locks);
 	close_fds(fds, nfds);
 	if (m)
 		for (size_t i = 0; i < p->n_devices; i++) {
@@ -441,16 +500,61 @@ int blksnap_list(struct blksnap_ctx *ctx, struct blksnap_list **out)
 	return 0;
 }
 
-int blksnap_destroy(struct blksnap_ctx *ctx, const char *name)
+/*
+ * The locks of snapshot @name: its own, then its origins' (from a first
+ * scan; the snapshot lock keeps its set of images as it is).
+ */
+static int snapshot_lock(struct blksnap_ctx *ctx, const char *name, struct bs_locks *locks)
 {
 	struct blksnap_snapshot *s;
 	struct blksnap_list *l;
 	struct bs_system sys;
+	uint64_t *keys = NULL;
+	size_t nk = 0;
 	int r;
 
+	r = bs_lock_snapshot(ctx, locks, name);
+	if (r)
+		return r;
 	r = bs_scan_model(ctx, &sys, &l);
 	if (r)
 		return r;
+	s = bs_list_snapshot(l, name);
+	if (s && s->n_images) {
+		keys = calloc(s->n_images, sizeof(*keys));
+		if (!keys)
+			r = bs_err(ctx, ENOMEM, "out of memory");
+		for (size_t i = 0; keys && i < s->n_images; i++) {
+			const struct bs_sysdev *od = s->images[i].origin ?
+				bs_system_by_name(&sys, s->images[i].origin) : NULL;
+
+			if (od)
+				keys[nk++] = bs_origin_lock_key(od);
+		}
+	}
+	if (!r)
+		r = bs_lock_origins(ctx, locks, keys, nk);
+	free(keys);
+	blksnap_list_free(l);
+	bs_system_clear(&sys);
+	return r;
+}
+
+int blksnap_destroy(struct blksnap_ctx *ctx, const char *name)
+{
+	struct blksnap_snapshot *s;
+	struct blksnap_list *l = NULL;
+	struct bs_locks locks;
+	struct bs_system sys = { 0 };
+	char why[1200];
+	int r;
+
+	bs_locks_init(&locks);
+	r = snapshot_lock(ctx, name, &locks);
+	if (!r)
+		r = bs_scan_model(ctx, &sys, &l);
+	if (r)
+		goto out;
 	r = snapshot_find(ctx, l, name, &s);
 	if (r)
 		goto out;
@@ -469,58 +573,28 @@ int blksnap_destroy(struct blksnap_ctx *ctx, const char *name)
 		}
 
 		if (d && d->dm.open_count > 0) {
-			r = bs_err(ctx, EBUSY, "image %s is in use (open count %d): unmount it first",
-				   d->dm.name, d->dm.open_count);
+			bs_describe_holder(NULL, d->dm.major, d->dm.minor, d->dm.open_count,
+					   why, sizeof(why));
+			r = bs_err(ctx, EBUSY, "image %s is in use (%s): unmount it first",
+				   d->dm.name, why);
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < s->n_images && !r; i++)
+	for (size_t i = 0; i < s->n_images && !r; i++) {
 		r = bs_dm_remove(ctx, s->images[i].name, NULL);
-	if (!r && s->store_name)
+		if (!r)
+			bs_log(ctx, BLKSNAP_LOG_INFO, "%s: image %s removed", name, s->images[i].name);
+	}
+	if (!r && s->store_name) {
 		r = bs_dm_remove(ctx, s->store_name, NULL);
+		if (!r)
+			bs_log(ctx, BLKSNAP_LOG_INFO, "%s: store %s removed", name, s->store_name);
+	}
 out:
+	bs_unlock_all(&locks);
 	blksnap_list_free(l);
 	bs_system_clear(&sys);
 	return r;
-}
-
-/* Who keeps dm device @d open, for an error message. */
-static void holder_describe(const struct bs_sysdev *d, char *buf, size_t len)
-{
-	char path[128], *line = NULL;
-	size_t cap = 0;
-	struct dirent *e;
-	FILE *f;
-	DIR *dir;
-
-	f = fopen("/proc/self/mountinfo", "re");
-	while (f && getline(&line, &cap, f) > 0) {
-		unsigned int ma, mi;
-		char mnt[1024];
-
-		if (sscanf(line, "%*s %*s %u:%u %*s %1023s", &ma, &mi, mnt) == 3 &&
-		    ma == d->dm.major && mi == d->dm.minor) {
-			snprintf(buf, len, "mounted on %s", mnt);
-			free(line);
-			fclose(f);
-			return;
-		}
-	}
-	free(line);
-	if (f)
-		fclose(f);
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", d->dm.major, d->dm.minor);
-	dir = opendir(path);
-	while (dir && (e = readdir(dir))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(buf, len, "held by %s", e->d_name);
-		closedir(dir);
-		return;
-	}
-	if (dir)
-		closedir(dir);
-	snprintf(buf, len, "open by a process, open count %d", d->dm.open_count);
 }
 
 /*
@@ -530,7 +604,7 @@ static void holder_describe(const struct bs_sysdev *d, char *buf, size_t len)
 static int merge_check(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		       struct blksnap_list *l, const struct blksnap_snapshot *s)
 {
-	char why[1100];
+	char why[1200];
 
 	if (!s->n_images)
 		return bs_err(ctx, ENOENT, "snapshot %s has no image to merge", s->name);
@@ -551,12 +625,14 @@ static int merge_check(struct blksnap_ctx *ctx, const struct bs_system *sys,
 			return bs_err(ctx, EINVAL, "image %s is %s: only a valid image can be merged",
 				      img->name, blksnap_image_state_name(img->status.state));
 		if (od->dm.open_count > 0) {
-			holder_describe(od, why, sizeof(why));
+			bs_describe_holder(NULL, od->dm.major, od->dm.minor, od->dm.open_count,
+					   why, sizeof(why));
 			return bs_err(ctx, EBUSY, "origin %s is in use (%s): a merge changes its data underneath; unmount it and stop the programs using it first",
 				      o->name, why);
 		}
 		if (id && id->dm.open_count > 0) {
-			holder_describe(id, why, sizeof(why));
+			bs_describe_holder(NULL, id->dm.major, id->dm.minor, id->dm.open_count,
+					   why, sizeof(why));
 			return bs_err(ctx, EBUSY, "image %s is in use (%s): its I/O fails once the merge starts; unmount it first",
 				      img->name, why);
 		}
@@ -571,7 +647,7 @@ static int merge_check(struct blksnap_ctx *ctx, const struct bs_system *sys,
 static int merge_progress(struct blksnap_ctx *ctx, const struct blksnap_snapshot *s,
 			  uint64_t *done, uint64_t *total, bool *complete)
 {
-	struct blksnap_origin_status st;
+	struct blksnap_origin_status st = { .size = sizeof(st) };
 	int r;
 
 	*done = *total = 0;
@@ -600,14 +676,18 @@ int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait,
 	const struct timespec tick = { 0, 250 * 1000 * 1000 };
 	uint64_t done, total;
 	struct blksnap_snapshot *s;
-	struct blksnap_list *l;
-	struct bs_system sys;
+	struct blksnap_list *l = NULL;
+	struct bs_locks locks;
+	struct bs_system sys = { 0 };
 	bool complete;
 	int r;
 
-	r = bs_scan_model(ctx, &sys, &l);
+	bs_locks_init(&locks);
+	r = snapshot_lock(ctx, name, &locks);
+	if (!r)
+		r = bs_scan_model(ctx, &sys, &l);
 	if (r)
-		return r;
+		goto out;
 	r = snapshot_find(ctx, l, name, &s);
 	if (!r)
 		r = merge_check(ctx, &sys, l, s);
@@ -624,6 +704,12 @@ int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait,
 			bs_log(ctx, BLKSNAP_LOG_INFO, "%s: merging %s back; it reads as the image from now on",
 			       o->name, s->images[i].name);
 	}
+	/*
+	 * The copy runs in the kernel: wait without the locks, so that other
+	 * calls say what they think of a merging snapshot instead of waiting.
+	 */
+	if (!r)
+		bs_unlock_all(&locks);
 	while (!r) {
 		r = merge_progress(ctx, s, &done, &total, &complete);
 		if (r)
@@ -641,13 +727,27 @@ int blksnap_merge(struct blksnap_ctx *ctx, const char *name, bool wait,
 	}
 	if (r)
 		goto out;
-	for (size_t i = 0; i < s->n_images && !r; i++)
+	/* Complete: remove the images and the store, locked again. */
+	blksnap_list_free(l);
+	l = NULL;
+	bs_system_clear(&sys);
+	r = snapshot_lock(ctx, name, &locks);
+	if (!r)
+		r = bs_scan_model(ctx, &sys, &l);
+	if (!r)
+		r = snapshot_find(ctx, l, name, &s);
+	if (!r)
+		r = merge_progress(ctx, s, &done, &total, &complete);
+	if (!r && !complete)
+		r = bs_err(ctx, EAGAIN, "the merge of %s is not complete", name);
+	for (size_t i = 0; !r && i < s->n_images; i++)
 		r = bs_dm_remove(ctx, s->images[i].name, NULL);
 	if (!r && s->store_name)
 		r = bs_dm_remove(ctx, s->store_name, NULL);
 	if (!r)
 		bs_log(ctx, BLKSNAP_LOG_INFO, "merge of %s complete: images and store removed", name);
 out:
+	bs_unlock_all(&locks);
 	blksnap_list_free(l);
 	bs_system_clear(&sys);
 	return r;
@@ -656,21 +756,29 @@ out:
 /*---- Growing the store ----*/
 
 int blksnap_store_add(struct blksnap_ctx *ctx, const char *name,
-		      const char *store, uint64_t size)
+		      const char *store, uint64_t bytes, unsigned int flags)
 {
 	struct store_forbid forbid = { 0 };
 	const struct bs_sysdev *sd;
 	struct blksnap_snapshot *s;
-	struct blksnap_list *l;
+	struct blksnap_list *l = NULL;
 	struct bs_target *t = NULL;
+	struct bs_locks locks;
 	struct bs_segment seg;
-	struct bs_system sys;
+	struct bs_system sys = { 0 };
 	size_t nt = 0;
 	int fd = -1, r;
 
-	r = bs_scan_model(ctx, &sys, &l);
+	/*
+	 * Read, append, load: the lock keeps another store add (or the
+	 * monitor's) from loading a table read before this one's load.
+	 */
+	bs_locks_init(&locks);
+	r = bs_lock_snapshot(ctx, &locks, name);
+	if (!r)
+		r = bs_scan_model(ctx, &sys, &l);
 	if (r)
-		return r;
+		goto out;
 	r = snapshot_find(ctx, l, name, &s);
 	if (r)
 		goto out;
@@ -679,17 +787,18 @@ int blksnap_store_add(struct blksnap_ctx *ctx, const char *name,
 		r = bs_err(ctx, ENODEV, "snapshot %s has no store device", name);
 		goto out;
 	}
-	for (size_t i = 0; i < s->n_images; i++) {
+	for (size_t i = 0; !r && i < s->n_images; i++) {
 		struct blksnap_origin *o = s->images[i].origin ?
 			bs_list_origin(l, s->images[i].origin) : NULL;
 		const struct bs_sysdev *od = o ? bs_system_by_name(&sys, o->name) : NULL;
 
 		if (o)
-			forbid_add(&forbid, o->real_major, o->real_minor);
-		if (od)
-			forbid_add(&forbid, od->dm.major, od->dm.minor);
+			r = forbid_add(ctx, &forbid, o->real_major, o->real_minor);
+		if (od && !r)
+			r = forbid_add(ctx, &forbid, od->dm.major, od->dm.minor);
 	}
-	r = store_part(ctx, &sys, store, size, name, &forbid, &seg, &fd);
+	if (!r)
+		r = store_part(ctx, &sys, store, bytes, name, &forbid, flags, &seg, &fd);
 	if (r)
 		goto out;
 	t = calloc(sd->dm.n_targets, sizeof(*t));
@@ -711,19 +820,13 @@ int blksnap_store_add(struct blksnap_ctx *ctx, const char *name,
 	r = bs_linear_append(ctx, &t, &nt, &seg, 1);
 	if (r)
 		goto out;
-	r = bs_dm_load(ctx, sd->dm.name, t, nt);
-	if (r)
-		goto out;
-	r = bs_dm_suspend(ctx, sd->dm.name, 0);
-	if (r) {
-		bs_dm_clear(NULL, sd->dm.name);
-		goto out;
-	}
-	r = bs_dm_resume(ctx, sd->dm.name, NULL);
-	if (r && bs_dm_resume(NULL, sd->dm.name, NULL))
-		bs_err_prefix(ctx, r, "store %s is left suspended, run 'dmsetup resume %s'",
-			      sd->dm.name, sd->dm.name);
+	r = bs_swap_table(ctx, sd->dm.name, t, nt);
+	if (!r)
+		bs_log(ctx, BLKSNAP_LOG_INFO, "%s: part %s of %llu sectors added to %s, now %llu sectors",
+		       name, store, (unsigned long long)seg.sectors, sd->dm.name,
+		       (unsigned long long)(t[nt - 1].start + t[nt - 1].len));
 out:
+	bs_unlock_all(&locks);
 	if (fd >= 0)
 		close(fd);
 	bs_targets_free(t, nt);

@@ -2,10 +2,11 @@
 /*
  * libblksnap: parsing of the targets' INFO status lines.
  *
- * Both parsers are strict: the kernel writes these lines, so anything that
- * deviates from the contract (a missing or extra field, a blank too many, a
- * number out of range) means that blksnapctl and the module disagree, and
- * guessing would hide it.
+ * Both parsers are strict about the fields of the contract: the kernel
+ * writes these lines, so anything that deviates (a missing field, a blank
+ * too many, a number out of range) means that blksnapctl and the module
+ * disagree, and guessing would hide it. Fields after them are ignored, as
+ * dm's convention is: a later minor version of a target may append some.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -85,7 +86,7 @@ static int status_parse_ratio(const char *s, uint64_t *a, uint64_t *b)
 int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 				struct blksnap_origin_status *st)
 {
-	struct blksnap_origin_status s = { 0 };
+	struct blksnap_origin_status s = { .size = sizeof(s) };
 	uint64_t change;
 	char **w;
 	size_t n;
@@ -107,12 +108,14 @@ int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 	if (bs_parse_u64(w[3], &change) || change < 1 || change > 255)
 		goto bad;
 	s.change_number = change;
+	/* Each take numbers its snapshot with C, then increments C. */
+	s.snapshot_number = change - 1;
 
-	if (!strcmp(w[4], "-") && n == 5) {
+	if (!strcmp(w[4], "-")) {
 		s.state = BLKSNAP_ORIGIN_IDLE;
-	} else if (!strcmp(w[4], "snap") && n == 5) {
+	} else if (!strcmp(w[4], "snap")) {
 		s.state = BLKSNAP_ORIGIN_SNAP;
-	} else if ((!strcmp(w[4], "merge") || !strcmp(w[4], "merge_failed")) && n == 6) {
+	} else if ((!strcmp(w[4], "merge") || !strcmp(w[4], "merge_failed")) && n >= 6) {
 		s.state = w[4][5] ? BLKSNAP_ORIGIN_MERGE_FAILED : BLKSNAP_ORIGIN_MERGE;
 		if (status_parse_ratio(w[5], &s.merge_done_chunks, &s.merge_total_chunks) ||
 		    s.merge_done_chunks > s.merge_total_chunks)
@@ -121,8 +124,7 @@ int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 		goto bad;
 	}
 	bs_strv_free(w);
-	*st = s;
-	return 0;
+	return bs_copy_out(ctx, st, &s, sizeof(s), sizeof(s), "blksnap_origin_status");
 bad:
 	bs_strv_free(w);
 	return bs_err(ctx, EINVAL, "unexpected blksnap-origin status line '%s' (does the module match this blksnapctl?)", line);
@@ -135,7 +137,7 @@ bad:
 int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 			       struct blksnap_image_status *st)
 {
-	struct blksnap_image_status s = { 0 };
+	struct blksnap_image_status s = { .size = sizeof(s) };
 	char **w;
 	size_t n;
 	int r;
@@ -143,7 +145,7 @@ int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 	r = bs_split_words(line, &w, &n);
 	if (r == -ENOMEM)
 		return bs_err(ctx, ENOMEM, "out of memory");
-	if (r || n != 4)
+	if (r || n < 4)
 		goto bad;
 	r = status_parse_ratio(w[0], &s.used_sectors, &s.store_sectors);
 	if (r == -ENOMEM) {
@@ -168,8 +170,7 @@ int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 	else
 		goto bad;
 	bs_strv_free(w);
-	*st = s;
-	return 0;
+	return bs_copy_out(ctx, st, &s, sizeof(s), sizeof(s), "blksnap_image_status");
 bad:
 	bs_strv_free(w);
 	return bs_err(ctx, EINVAL, "unexpected blksnap-image status line '%s' (does the module match this blksnapctl?)", line);

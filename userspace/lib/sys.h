@@ -47,8 +47,29 @@ bool bs_sysfs_depends_on(uint32_t major, uint32_t minor, uint32_t tmajor,
 /* Filesystem type and UUID on @path; both NULL if none was found. */
 int bs_probe_fs(const char *path, char **type, char **uuid);
 
-/* -EBUSY if a filesystem or another exclusive user holds @path. */
+/* -EBUSY if a filesystem or another exclusive user holds @path; names it. */
 int bs_check_not_in_use(struct blksnap_ctx *ctx, const char *path);
+
+/*
+ * Who holds the device @major:@minor (@path may be NULL): "mounted on
+ * /srv", "held by vg0-data (dm-3)", "used as swap", or "open by a process,
+ * open count N" for a dm device's @open_count.
+ */
+void bs_describe_holder(const char *path, uint32_t major, uint32_t minor,
+			int open_count, char *buf, size_t len);
+
+/*
+ * The first signature libblkid finds on @path (a file system, a RAID or
+ * LVM label, swap, an encryption header, a partition table), described in
+ * @what, e.g. "ext4 file system (LABEL=data UUID=...)" or "dos partition
+ * table". 1: found, 0: none, -errno: cannot probe.
+ */
+int bs_probe_signature(const char *path, char *what, size_t len);
+
+/* Whether @path starts with the BS_STORE_MAGIC sector of a store part. */
+bool bs_store_marked(const char *path);
+/* Write that sector (naming snapshot @snap) to @path, which must be unused. */
+int bs_store_mark(struct blksnap_ctx *ctx, const char *path, const char *snap);
 
 /*
  * A store part in @dir: an unlinked file of @bytes behind a new direct-I/O,

@@ -11,12 +11,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <blkid/blkid.h>
 
 #include "ops.h"
 
 #define TAB_MAX_BYTES (1 << 20)
+
+#ifndef BLKSNAP_RUN_DIR
+#define BLKSNAP_RUN_DIR "/run/blksnap"
+#endif
+#define DETACHED_DIR BLKSNAP_RUN_DIR "/detached"
 
 /*---- Parsing ----*/
 
@@ -369,6 +375,58 @@ static bool tab_names(const char *spec, const struct bs_blockdev *dev)
 	return match;
 }
 
+/*---- Devices detached by hand ----*/
+
+/*
+ * The note's path: "uuid-<dm uuid>", or "name-<dm name>" for a dm device
+ * without one, with every byte but letters, digits, '-' and '.' as "_XX".
+ */
+static void detach_note_path(const char *uuid, const char *name, char *buf, size_t len)
+{
+	size_t n = (size_t)snprintf(buf, len, "%s/%s", DETACHED_DIR, uuid ? "uuid-" : "name-");
+	const char *key = uuid ? uuid : name;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < len; p++) {
+		if (isalnum(*p) || *p == '-' || *p == '.')
+			buf[n++] = (char)*p;
+		else
+			n += (size_t)snprintf(buf + n, len - n, "_%02x", *p);
+	}
+	buf[n] = '\0';
+}
+
+void bs_detach_note(struct blksnap_ctx *ctx, const char *uuid, const char *name)
+{
+	char path[512];
+	FILE *f;
+
+	detach_note_path(uuid, name, path, sizeof(path));
+	if ((mkdir(BLKSNAP_RUN_DIR, 0755) && errno != EEXIST) ||
+	    (mkdir(DETACHED_DIR, 0755) && errno != EEXIST) || !(f = fopen(path, "we"))) {
+		bs_log(ctx, BLKSNAP_LOG_WARN, "cannot write %s (%s): the udev rule of the blksnaptab may attach the device again",
+		       path, strerror(errno));
+		return;
+	}
+	fprintf(f, "detached by blksnapctl; 'blksnapctl attach' lets the blksnaptab attach it again\n");
+	fclose(f);
+}
+
+void bs_detach_note_forget(const char *uuid, const char *name)
+{
+	char path[512];
+
+	detach_note_path(uuid, name, path, sizeof(path));
+	(void)unlink(path);
+}
+
+bool bs_detach_noted(const char *uuid, const char *name)
+{
+	char path[512];
+
+	detach_note_path(uuid, name, path, sizeof(path));
+	return !access(path, F_OK);
+}
+
 /*---- Attaching ----*/
 
 void blksnap_tab_results_free(struct blksnap_tab_result *res, size_t n)
@@ -412,6 +470,7 @@ int blksnap_attach_tab(struct blksnap_ctx *ctx, const char *path,
 	struct bs_blockdev dev = { 0 };
 	struct blksnap_tab *tab;
 	size_t nres = 0, failed = 0;
+	char uuid[160], dmname[160];
 	int r, first = 0;
 
 	*results = NULL;
@@ -428,6 +487,16 @@ int blksnap_attach_tab(struct blksnap_ctx *ctx, const char *path,
 		/* Ours, or under another device: never an entry's. */
 		if (!tab_candidate(dev.kname))
 			goto out;
+		/* A dm device detached by hand: not the table's to attach again. */
+		tab_sysfs(dev.kname, "dm/uuid", uuid, sizeof(uuid));
+		uuid[strcspn(uuid, "\n")] = '\0';
+		tab_sysfs(dev.kname, "dm/name", dmname, sizeof(dmname));
+		dmname[strcspn(dmname, "\n")] = '\0';
+		if (dmname[0] && bs_detach_noted(uuid[0] ? uuid : NULL, dmname)) {
+			bs_log(ctx, BLKSNAP_LOG_INFO, "%s was detached with 'blksnapctl detach': not attaching it again until it is attached by hand",
+			       device);
+			goto out;
+		}
 	}
 	res = calloc(tab->n ? tab->n : 1, sizeof(*res));
 	if (!res) {

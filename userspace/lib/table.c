@@ -13,6 +13,12 @@
 
 /*---- Validation ----*/
 
+bool bs_target_version_ok(const uint32_t v[3])
+{
+	/* A later minor version only adds (options, trailing status fields). */
+	return v[0] == BLKSNAP_TARGET_MAJOR && v[1] >= BLKSNAP_TARGET_MINOR_MIN;
+}
+
 uint64_t bs_default_tracking_block(uint64_t sectors)
 {
 	uint64_t tbs = BS_TRACKING_DEFAULT_MIN;
@@ -27,27 +33,30 @@ uint64_t bs_default_tracking_block(uint64_t sectors)
 int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
 			    uint64_t dev_sectors)
 {
+	char a[16], b[16], c[16];
+
 	if (!bs_is_pow2(sectors) || sectors < BS_TRACKING_MIN)
-		return bs_err(ctx, EINVAL, "tracking block of %llu sectors: must be a power of two of at least 8 sectors (4 KiB)",
-			      (unsigned long long)sectors);
+		return blksnap_check_size(ctx, BLKSNAP_SIZE_TRACKING_BLOCK, sectors * BLKSNAP_SECTOR_SIZE);
 	if (dev_sectors && (dev_sectors + sectors - 1) / sectors > BS_TRACKING_MAX_BLOCKS) {
 		uint64_t min = BS_TRACKING_MIN;
 
 		while ((dev_sectors + min - 1) / min > BS_TRACKING_MAX_BLOCKS)
 			min <<= 1;
-		return bs_err(ctx, EINVAL, "tracking block of %llu sectors gives more than %llu blocks for %llu sectors: use at least %llu sectors",
-			      (unsigned long long)sectors, BS_TRACKING_MAX_BLOCKS,
-			      (unsigned long long)dev_sectors, (unsigned long long)min);
+		return bs_err(ctx, EINVAL, "tracking block %s gives more than %llu blocks for a device of %s: use at least %s",
+			      blksnap_format_size(sectors * BLKSNAP_SECTOR_SIZE, a, sizeof(a)),
+			      BS_TRACKING_MAX_BLOCKS,
+			      blksnap_format_size(dev_sectors * BLKSNAP_SECTOR_SIZE, b, sizeof(b)),
+			      blksnap_format_size(min * BLKSNAP_SECTOR_SIZE, c, sizeof(c)));
 	}
 	return 0;
 }
 
 int bs_check_chunk(struct blksnap_ctx *ctx, uint64_t sectors)
 {
-	if (!bs_is_pow2(sectors) || sectors < BS_CHUNK_MIN || sectors > BS_CHUNK_MAX)
-		return bs_err(ctx, EINVAL, "chunk of %llu sectors: must be a power of two from 8 sectors (4 KiB) to 131072 sectors (64 MiB)",
+	if (sectors > UINT64_MAX / BLKSNAP_SECTOR_SIZE)
+		return bs_err(ctx, EINVAL, "chunk of %llu sectors: must be a power of two from 4 KiB to 64 MiB",
 			      (unsigned long long)sectors);
-	return 0;
+	return blksnap_check_size(ctx, BLKSNAP_SIZE_CHUNK, sectors * BLKSNAP_SECTOR_SIZE);
 }
 
 static bool table_dev_ok(const char *dev)
@@ -132,7 +141,8 @@ int bs_linear_append(struct blksnap_ctx *ctx, struct bs_target **t, size_t *n,
 		x->start = start;
 		x->len = segs[i].sectors;
 		x->type = strdup(BS_TARGET_LINEAR);
-		x->params = bs_strdupf("%u:%u 0", segs[i].major, segs[i].minor);
+		x->params = bs_strdupf("%u:%u %llu", segs[i].major, segs[i].minor,
+				       (unsigned long long)segs[i].offset);
 		(*n)++;
 		if (!x->type || !x->params)
 			return bs_err(ctx, ENOMEM, "out of memory");

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * libblksnap: a tiny JSON writer (see json.h).
+ * blksnapctl: a tiny JSON writer (see json.h).
  */
 #include <errno.h>
 #include <inttypes.h>

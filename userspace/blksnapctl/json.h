@@ -14,14 +14,12 @@
  * are escaped as RFC 8259 requires (quote, backslash and every control
  * character); other bytes, UTF-8 included, pass through unchanged.
  */
-#ifndef BLKSNAP_JSON_H
-#define BLKSNAP_JSON_H
+#ifndef BLKSNAPCTL_JSON_H
+#define BLKSNAPCTL_JSON_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-
-#pragma GCC visibility push(hidden)
 
 #define BS_JSON_MAX_DEPTH 32
 
@@ -49,6 +47,4 @@ void bs_json_write_escaped(FILE *f, const char *s);
 /* 0 if the document is complete and was written, -EINVAL or -EIO. */
 int bs_json_finish(struct bs_json *j);
 
-#pragma GCC visibility pop
-
-#endif /* BLKSNAP_JSON_H */
+#endif /* BLKSNAPCTL_JSON_H */
