@@ -224,3 +224,19 @@ cg_run() { # cg_run NAME CMD...
 # The debug kernel (KASAN, lockdep, kmemleak) runs everything several
 # times slower: tests size their loops down on it.
 debug_kernel() { [[ $(uname -r) == *-blksnap-debug ]]; }
+
+# Until ORIGIN's state is "merge T/T" (done); fails on any other state, or
+# after SECONDS (default 120).
+merge_wait_done() { # merge_wait_done ORIGIN [SECONDS]
+	local st d i
+	for ((i = 0; i < ${2:-120} * 10; i++)); do
+		st=$(status_field "$1" 5)
+		case $st in
+		"merge "*) d=${st#merge }; [ "${d%/*}" != "${d#*/}" ] || return 0 ;;
+		*) echo "#   state '$st'"; return 1 ;;
+		esac
+		sleep 0.1
+	done
+	echo "#   still '$st'"
+	return 1
+}

@@ -15,19 +15,6 @@ require_target blksnap-image
 modprobe dm-linear 2> /dev/null || true
 
 merge_state() { status_field msorig 5; }
-wait_merged() { # until "merge T/T"; fails on anything else or after 120 s
-	local st d
-	for _ in $(seq 1200); do
-		st=$(merge_state)
-		case $st in
-		"merge "*) d=${st#merge }; [ "${d%/*}" != "${d#*/}" ] || return 0 ;;
-		*) echo "#   state '$st'"; return 1 ;;
-		esac
-		sleep 0.1
-	done
-	echo "#   still '$st'"
-	return 1
-}
 # Field 16 of the disk's stat file: flush requests completed (Linux >= 5.5).
 flushes() { awk '{ print $16 }' "/sys/block/${real#/dev/}/stat"; }
 
@@ -47,7 +34,7 @@ for k in 0 3 7 11; do
 done
 f0=$(flushes)
 check "merge started" dm_message msorig merge
-check "merge reports done == total" wait_merged
+check "merge reports done == total" merge_wait_done msorig
 f1=$(flushes)
 note "flushes of $real: $f0 before the merge, $f1 once it reports done"
 check "the real device was flushed before the merge reported done ($f0 -> $f1)" test "$f1" -gt "$f0"
@@ -70,7 +57,7 @@ check "merge message (waits for the image write)" dm_message msorig merge
 check "the image write completed before the merge started" wait $writer
 expect_errno "image I/O fails once the merge runs" "Input/output error" \
 	dd if=$image of=/dev/null bs=4096 count=1 iflag=direct status=none
-check "merge reports done == total" wait_merged
+check "merge reports done == total" merge_wait_done msorig
 check "the acknowledged image write is in the merged origin" \
 	cmp $pat <(dev_read $origin 0 4096)
 check "image removed" dmsetup remove msimg
@@ -96,6 +83,6 @@ check_eq "origin state is still snap" snap "$(merge_state)"
 check "image reads work again" cmp $pat <(dev_read $image 4096 4096)
 dd if=$pat of=$pre bs=4096 count=1 seek=1 conv=notrunc status=none
 check "merge started" dm_message msorig merge
-check "merge reports done == total" wait_merged
+check "merge reports done == total" merge_wait_done msorig
 check "image removed" dmsetup remove msimg
 check_same "origin is the pre-image with both image writes" $origin $pre 4096
