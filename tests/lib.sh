@@ -231,10 +231,12 @@ _dm_remove() { # _dm_remove NAME: remove even a suspended device
 	dmsetup remove --retry "$1" || dmsetup remove --force "$1"
 }
 
-mount_at() { # mount_at DEV DIR: mount, unmounted again at exit
-	mkdir -p "$2"
-	mount "$1" "$2" || return
-	at_exit "! mountpoint -q $2 || umount $2"
+mount_at() { # mount_at DEV DIR [MOUNT_OPTIONS...]: mount, unmounted again at exit
+	local dev=$1 dir=$2
+	shift 2
+	mkdir -p "$dir"
+	mount "$@" "$dev" "$dir" || return
+	at_exit "! mountpoint -q $dir || umount $dir"
 }
 
 # ---- device-mapper ----------------------------------------------------------

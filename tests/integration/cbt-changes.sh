@@ -1,7 +1,7 @@
 #!/bin/bash
 # cbt_changes lists exactly the blocks written, discarded or zeroed since each take
 # vm: --disks 1 --disk-size 1048580K --timeout 300
-# lanes: 6.1 debug
+# lanes: 6.1
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 

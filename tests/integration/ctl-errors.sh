@@ -110,9 +110,7 @@ check "the refused detach left the mount alone" mountpoint -q /mnt/a
 # destroy of a snapshot whose image is mounted names the mount too.
 if dmsetup targets | grep -qw blksnap-image; then
 	ctl_ok "a snapshot of the mounted origin" create /dev/vda --store /tmp --store-size 16M --name busy
-	mkdir -p /mnt/i
-	mount -o ro,noload /dev/mapper/blksnap-vda-busy /mnt/i
-	at_exit "mountpoint -q /mnt/i && umount /mnt/i"
+	check "its image mounted" mount_at /dev/mapper/blksnap-vda-busy /mnt/i -o ro,noload
 	ctl_fail "destroy of a snapshot with its image mounted names the mount" 1 \
 		"image blksnap-vda-busy is in use (mounted on /mnt/i)" destroy busy
 	ctl_fail "detach of an origin with a snapshot names it" 1 \

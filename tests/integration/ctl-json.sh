@@ -87,7 +87,7 @@ ctl_fail "cbt changes --since the last snapshot, which lists nothing by construc
 # A snapshot's numbers: create prints them, and they are what cbt changes wants.
 dd if=/dev/urandom of=/dev/mapper/lin bs=64k count=1 seek=10 oflag=direct status=none
 ctl_ok "create --json" create lin --store /tmp --store-size 8M --name j1 --json
-at_exit "blksnapctl destroy j1"
+at_exit "undo_snapshot j1"
 check "create --json: snake_case" json_keys_ok "$OUT"
 check_eq "create --json: the image's snapshot number is the origin's last" "$((t2 + 1))" \
 	"$(jq '.images[0].snapshot_number' <<< "$OUT")"
@@ -100,7 +100,7 @@ check_eq "the write before the snapshot is listed" '[{"start":1280,"sectors":128
 	"$(jq -c .extents <<< "$OUT")"
 ctl_ok "destroy j1" destroy j1
 ctl_ok "create as text" create lin --store /tmp --store-size 8M --name j2
-at_exit "blksnapctl destroy j2"
+at_exit "undo_snapshot j2"
 check_eq "create prints the name, then the image with its CBT numbers" \
 	"j2|/dev/mapper/lin-j2 generation_uuid=$(status_field lin 3) snapshot_number=$((t2 + 2))" \
 	"$(tr '\n' '|' <<< "$OUT" | sed 's/|$//')"

@@ -7,7 +7,8 @@ set -euo pipefail
 require_target blksnap-image
 work=$(mktemp -d)
 at_exit "rm -rf $work"
-ADDS=${TEST_LOCK_ADDS:-20}		# per loop
+ADDS=${TEST_LOCK_ADDS:-20}		# per loop, at least
+WRITE_MB=64	# more than the store and every add (80 per loop at most): it must grow
 
 mkfs.ext4 -q /dev/vdb
 mount_at /dev/vdb /mnt/stores
@@ -19,15 +20,17 @@ pre=$(sha256sum < $a | cut -d' ' -f1)
 
 ctl_ok "snapshot with a 16 MiB directory store" \
 	create /dev/vda --store /mnt/stores/dir --store-size 16M --name race
-at_exit "blksnapctl destroy race"
+at_exit "undo_snapshot race"
 ctl monitor race --grow-by 32M --store-dir /mnt/stores/dir > $work/monitor.log 2>&1 &
 mpid=$!
-at_exit "kill $mpid"
+at_exit "stop_bg $mpid"
 
-# The writer: 1 MiB of new chunks at a time, until the adders are done.
+# The writer: 1 MiB of new chunks at a time, WRITE_MB in all, whatever the
+# adders' pace, so that the store must grow (16 MiB + the adds' 256 KiB each
+# stay below it) while the adders run.
 (
 	i=0
-	while [ ! -e $work/stop ] && [ $i -lt 200 ]; do
+	while [ ! -e $work/stop ] && [ $i -lt $WRITE_MB ]; do
 		dd if=/dev/urandom of=$a bs=1M count=1 seek=$i oflag=direct status=none
 		i=$((i + 1))
 		sleep 0.05
@@ -37,23 +40,28 @@ at_exit "kill $mpid"
 wpid=$!
 at_exit "touch $work/stop; wait $wpid"
 
-# Two loops of store add against each other and against the monitor.
-adder() { # adder N: ADDS store adds of 256 KiB, the failures in $work/fail.N
-	local k
-	for ((k = 0; k < ADDS; k++)); do
+# Two loops of store add against each other and against the monitor: each
+# makes ADDS adds and goes on until the writer is done (at most 80), and
+# counts them in $work/adds.N, the failures in $work/fail.N.
+adder() {
+	local k=0
+	while [ $k -lt 80 ] && { [ $k -lt $ADDS ] || [ ! -e $work/written ]; }; do
 		ctl store add race /mnt/stores/dir --size 256K 2>> $work/fail.$1 ||
 			echo "store add $k failed" >> $work/fail.$1
+		k=$((k + 1))
 		sleep 0.3
 	done
+	echo $k > $work/adds.$1
 }
 adder 1 &
 p1=$!
 adder 2 &
 p2=$!
 wait $p1 $p2
-touch $work/stop
 wait $wpid
-note "the writer wrote $(cat $work/written) MiB; monitor: $(tr '\n' '|' < $work/monitor.log)"
+ADDS=$(($(cat $work/adds.1) + $(cat $work/adds.2)))
+note "the writer wrote $(cat $work/written) MiB, $ADDS adds; monitor: $(tr '\n' '|' < $work/monitor.log)"
+check_eq "the writer wrote its $WRITE_MB MiB" $WRITE_MB "$(cat $work/written)"
 for n in 1 2; do
 	check_eq "adder $n: every store add succeeded, nothing on stderr" "" "$(cat $work/fail.$n)"
 done
@@ -62,13 +70,13 @@ done
 table=$(dmsetup table race-store)
 grows=$(grep -c 'store grown by' $work/monitor.log || true)
 check "the monitor grew the store while the adders ran ($grows times)" test "$grows" -ge 1
-check_eq "one segment per part: the first, $((2 * ADDS)) adds, $grows growths" \
-	$((1 + 2 * ADDS + grows)) "$(grep -c . <<< "$table")"
+check_eq "one segment per part: the first, $ADDS adds, $grows growths" \
+	$((1 + ADDS + grows)) "$(grep -c . <<< "$table")"
 check "the segments follow each other, with no gap or overlap" awk '
 	$1 != next_start { exit 1 } { next_start = $1 + $2 } END { exit NR == 0 }' <<< "$table"
-check_eq "the segments add up to 16 MiB + $((2 * ADDS)) x 256 KiB + $grows x 32 MiB" \
-	$((16 * 2048 + 2 * ADDS * 512 + grows * 32 * 2048)) "$(awk '{ s += $2 } END { print s }' <<< "$table")"
-check_eq "$((2 * ADDS)) segments of 256 KiB" $((2 * ADDS)) "$(awk '$2 == 512' <<< "$table" | grep -c .)"
+check_eq "the segments add up to 16 MiB + $ADDS x 256 KiB + $grows x 32 MiB" \
+	$((16 * 2048 + ADDS * 512 + grows * 32 * 2048)) "$(awk '{ s += $2 } END { print s }' <<< "$table")"
+check_eq "$ADDS segments of 256 KiB" $ADDS "$(awk '$2 == 512' <<< "$table" | grep -c .)"
 check_eq "every segment is a device of its own" "$(grep -c . <<< "$table")" \
 	"$(awk '{ print $4 }' <<< "$table" | sort -u | grep -c .)"
 check_eq "every loop device is in the table (none lost)" "$(grep -c . <<< "$table")" \

@@ -12,7 +12,7 @@ set -euo pipefail
 require_target blksnap-image
 sz=$(dev_sectors /dev/vda)
 rounds=${TEST_ROUNDS:-40}
-! debug_kernel || rounds=${TEST_ROUNDS:-12}
+! debug_kernel || rounds=${TEST_ROUNDS:-6}
 won=0
 for ((i = 0; i < rounds; i++)); do
 	dmsetup create frorig --table "0 $sz blksnap-origin /dev/vda" || die "round $i: origin not created"

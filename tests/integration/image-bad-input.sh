@@ -48,9 +48,9 @@ origin=/dev/mapper/bdorig
 check "a dm-linear straight over $real" dm_create bdlin_real "0 $sz linear $real 0"
 check "a dm-linear straight over the origin" dm_create bdlin_orig "0 $sz linear $origin 0"
 
-refuse "store is the real device" "The store cannot be the real device or its origin (-EINVAL)" "Invalid argument" \
+refuse "store is the real device" "The store cannot be the real device, its origin, or a device mapped onto either (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $real 8"
-refuse "store is the origin device" "The store cannot be the real device or its origin (-EINVAL)" "Invalid argument" \
+refuse "store is the origin device" "The store cannot be the real device, its origin, or a device mapped onto either (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $real $origin 8"
 refuse "real device given as the origin device" "No blksnap-origin on the real device (-EINVAL)" "Invalid argument" \
 	"0 $sz blksnap-image $origin $store 8"

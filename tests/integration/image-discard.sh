@@ -1,6 +1,6 @@
 #!/bin/bash
 # discards and write-zeroes while an image exists: fstrim of a mounted file system copies nothing into the store, discards are marked in CBT and not passed down, write-zeroes keep copy-on-write; origin, image and CBT exact
-# vm: --disks 2 --disk-size 256M --mem 3G --timeout 900 --append slab_nomerge
+# vm: --disks 2 --disk-size 128M --timeout 900 --append slab_nomerge
 # lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
@@ -53,38 +53,38 @@ check "blksnap-image with 4 KiB chunks" image_create diimg $real $sdisk 8
 model_take
 u0=$(image_used diimg)
 # A discard is marked in CBT and completes without reaching the device.
-check "origin: 32 MiB discard at 16 MiB" do_discard $origin $((16 << 11)) $((32 << 11))
+check "origin: 16 MiB discard at 16 MiB" do_discard $origin $((16 << 11)) $((16 << 11))
 check_eq "the discard copied nothing into the store" "$u0" "$(image_used diimg)"
 check_same "origin still holds the discarded range (not passed down)" $origin $omodel 4096
 check_same "image equals the pre-image after the discard" $image $imodel 4096
 # Write-zeroes carry data: copy-on-write as for a write.
-check "origin: 16 MiB write-zeroes at 64 MiB" do_zeroout $origin $((64 << 11)) $((16 << 11))
-dd if=/dev/zero of=$omodel bs=1M seek=64 count=16 conv=notrunc status=none
-check_eq "the write-zeroes copied 16 MiB into the store" $((u0 + (16 << 11))) "$(image_used diimg)"
+check "origin: 8 MiB write-zeroes at 40 MiB" do_zeroout $origin $((40 << 11)) $((8 << 11))
+dd if=/dev/zero of=$omodel bs=1M seek=40 count=8 conv=notrunc status=none
+check_eq "the write-zeroes copied 8 MiB into the store" $((u0 + (8 << 11))) "$(image_used diimg)"
 check_same "origin reads zeroes there" $origin $omodel 4096
 check_same "image equals the pre-image after the write-zeroes" $image $imodel 4096
 # On the image: discards are not supported, write-zeroes are written out
 # as zeroes by the block layer (into the store, never the origin).
-expect_fail "a discard of the image is refused" blkdiscard -o $((100 << 20)) -l $((1 << 20)) $image
-check "image: 1 MiB write-zeroes at 100 MiB" blkdiscard -z -o $((100 << 20)) -l $((1 << 20)) $image
-dd if=/dev/zero of=$imodel bs=1M seek=100 count=1 conv=notrunc status=none
+expect_fail "a discard of the image is refused" blkdiscard -o $((56 << 20)) -l $((1 << 20)) $image
+check "image: 1 MiB write-zeroes at 56 MiB" blkdiscard -z -o $((56 << 20)) -l $((1 << 20)) $image
+dd if=/dev/zero of=$imodel bs=1M seek=56 count=1 conv=notrunc status=none
 check_same "image reads zeroes there and the pre-image elsewhere" $image $imodel 4096
 check_same "origin untouched by the image's write-zeroes" $origin $omodel 4096
 
-# A big write-zeroes: up to one bio over 24576 chunks. The copies in flight are
+# A big write-zeroes: up to one bio over 16384 chunks. The copies in flight are
 # bounded (1024 for 4 KiB chunks, plus the pool's 64 spare elements).
 slab=/sys/kernel/slab/blksnap_pending/objects
 peak=0
-do_zeroout $origin $((128 << 11)) $((96 << 11)) &
+do_zeroout $origin $((64 << 11)) $((64 << 11)) &
 zpid=$!
 while kill -0 $zpid 2> /dev/null; do
 	n=$(cut -d' ' -f1 $slab 2> /dev/null || echo 0)
 	[ "$n" -le "$peak" ] || peak=$n
 	sleep 0.1
 done
-check "origin: 96 MiB write-zeroes at 128 MiB" wait $zpid
-model_write $((128 << 11)) $((96 << 11))
-dd if=/dev/zero of=$omodel bs=1M seek=128 count=96 conv=notrunc status=none
+check "origin: 64 MiB write-zeroes at 64 MiB" wait $zpid
+model_write $((64 << 11)) $((64 << 11))
+dd if=/dev/zero of=$omodel bs=1M seek=64 count=64 conv=notrunc status=none
 note "blksnap_pending objects at most $peak during the write-zeroes"
 if [ -r $slab ] && ! debug_kernel; then # KASAN quarantines freed objects: not a count of those in use
 	check "copies in flight stayed bounded ($peak objects)" test "$peak" -le $((1024 + 64 + 128))
