@@ -297,9 +297,11 @@ dm_remove bench-dms-snap
 dm_remove bench-dms-origin
 
 # ---- removal of an image from a shared, interleaved store ---------------
-# Two origins share one store and are written at the same time, so that
-# their copies interleave in the store; then the time to remove one image,
-# whose chunks go back to the pool as that many separate holes. dm-zero
+# Two origins share one store and are written at the same time, one chunk
+# per write, so that their copies interleave chunk by chunk in the store (1M
+# writes would copy runs of chunks, leaving fewer, larger holes); then the
+# time to remove one image, whose chunks go back to the pool as that many
+# separate holes. dm-zero
 # devices: nothing but the allocator and the exception table is measured.
 TD=${BENCH_TEARDOWN_CHUNKS:-1048576} # chunks per image
 [ "${BENCH_QUICK:-0}" = 1 ] && TD=65536
@@ -313,8 +315,8 @@ dm_create bench-to-b "0 $osz blksnap-origin /dev/mapper/bench-tz-b"
 dm_create bench-ti-a "0 $osz blksnap-image /dev/mapper/bench-tz-a /dev/mapper/bench-tz-s $CHUNK"
 dm_create bench-ti-b "0 $osz blksnap-image /dev/mapper/bench-tz-b /dev/mapper/bench-tz-s $CHUNK"
 a=$(now)
-fio --direct=1 --ioengine=libaio --iodepth=16 --rw=write --bs=1m --size=$((osz * 512)) \
-	--name=ta --filename=$B/bench-to-a --name=tb --filename=$B/bench-to-b \
+fio --direct=1 --ioengine=libaio --iodepth=16 --rw=write --bs=$((CHUNK * 512)) \
+	--size=$((osz * 512)) --name=ta --filename=$B/bench-to-a --name=tb --filename=$B/bench-to-b \
 	--output=/dev/null || die "teardown: fio"
 b=$(now)
 ca=$(dmsetup status bench-ti-a | awk '{print $6}')

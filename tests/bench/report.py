@@ -299,7 +299,7 @@ if teardown:
     md.append("## Removing an image from a shared store\n")
     md.append("Two images on dm-zero origins share one dm-zero store and copy every chunk at the same "
               "time, so that their chunks interleave in the store; then `dmsetup remove` of one (its "
-              "chunks go back as as many holes), then of the other (they coalesce into the "
+              "chunks go back as that many holes), then of the other (they coalesce into the "
               "high-water mark).\n")
     md.append("| Image | Chunks | Chunk | Removal |")
     md.append("|---|---|---|---|")
