@@ -260,7 +260,6 @@ out:
 enum snap_state { SNAP_VALID, SNAP_OVERFLOW, SNAP_FAILED };
 static const char * const snap_state_names[] = { "valid", "overflow", "failed" };
 
-/* Where a merge is: copying chunks back, flushing the real device, done. */
 /*
  * Where a merge is: waiting for copies started before it, copying chunks
  * back, flushing the real device, done.
@@ -676,11 +675,11 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
  * pool element: one is only taken for a copy that starts at once, and a bio
  * that finds no room for one (the pool or the snapshot's limit of copies in
  * flight) waits for the next copy to end, or for the timeout work's next
- * run (a pool element may come back after the releases that retry it). Returns DM_MAPIO_SUBMITTED when
- * @bio waits, DM_MAPIO_REMAPPED when no chunk needs a copy (or the snapshot
- * is no longer valid) and @bio may go on, DM_MAPIO_KILL when a merge failed
- * before reaching one of the chunks: it holds neither point in time, so a
- * write must not complete a mix.
+ * run (a pool element may come back after the releases that retry it).
+ * Returns DM_MAPIO_SUBMITTED when @bio waits, DM_MAPIO_REMAPPED when no
+ * chunk needs a copy (or the snapshot is no longer valid) and @bio may go
+ * on, DM_MAPIO_KILL when a merge failed before reaching one of the chunks:
+ * it holds neither point in time, so a write must not complete a mix.
  */
 static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 		       unsigned long *cursor, unsigned long last)
@@ -904,13 +903,15 @@ static void snap_image_io_done(struct blksnap_snap *s, struct image_io *io)
  * at all has ended for that long (a slow store that makes progress, with
  * copies queued behind each other, does not count), or a copy is older
  * than four times the timeout, the snapshot fails, which releases every
- * bio that waits; the
- * copy itself is left to end when it does (teardown waits for it). A copy
- * that has ended and only waits for an image read of its chunk ("draining")
- * does not count: the read waits for the real device, as the origin write
- * itself would. The work runs every second while copies or bios that found
- * no room for one exist; it retries the latter, in case a pool element came
- * back after the release that retried them.
+ * bio that waits; the copy itself is left to end when it does (teardown
+ * waits for it). A copy that has ended and only waits for an image read of
+ * its chunk ("draining") does not count: the read waits for the real
+ * device, as the origin write itself would.
+ *
+ * The work is also what retries whatever found no pool element: it runs
+ * every second while copies exist, or bios that found no room for one, or
+ * a merge sweep, and hands those bios back and runs the sweep again, in
+ * case a pool element came back after the last release that retried them.
  */
 static void snap_timeout(struct work_struct *work)
 {
@@ -918,7 +919,7 @@ static void snap_timeout(struct work_struct *work)
 					      struct blksnap_snap, timeout_work);
 	unsigned long limit = (unsigned long)s->copy_timeout * HZ;
 	struct blksnap_pending *p, *late = NULL;
-	bool busy, stalled;
+	bool throttled, sweep, busy, stalled;
 	unsigned int i;
 
 	spin_lock_irq(&s->lock);
@@ -927,13 +928,16 @@ static void snap_timeout(struct work_struct *work)
 		spin_unlock_irq(&s->lock);
 		return;
 	}
-	busy = s->nr_pending || !bio_list_empty(&s->throttled_origin) ||
+	throttled = !bio_list_empty(&s->throttled_origin) ||
 		!bio_list_empty(&s->throttled_image);
-	if (!bio_list_empty(&s->throttled_origin) ||
-	    !bio_list_empty(&s->throttled_image)) {
+	sweep = s->merging && s->merge_phase == MERGE_SWEEP;
+	busy = s->nr_pending || throttled || sweep;
+	if (throttled) {
 		__release_throttled(s);
 		queue_work(blksnap_wq, &s->retry_work);
 	}
+	if (sweep)
+		queue_work(blksnap_wq, &s->merge_work);
 	stalled = time_after(jiffies, READ_ONCE(s->last_progress) + limit);
 	for (i = 0; !late && i < ARRAY_SIZE(s->pending); i++) {
 		hlist_for_each_entry(p, &s->pending[i], node) {
@@ -1005,7 +1009,8 @@ static void merge_finish(struct blksnap_snap *s)
  * The sweep: start merge copies in chunk order, at most MERGE_INFLIGHT at a
  * time; each completion runs it again. It notices the end of the merge.
  * Like chunks_wait() it never sleeps for a pool element: when the pool is
- * empty, the next merge copy to end runs it again.
+ * empty, the next merge copy to end runs it again, or the timeout work (the
+ * last copy may queue the sweep before its element is back in the pool).
  */
 static void merge_sweep(struct work_struct *work)
 {
@@ -1033,8 +1038,11 @@ static void merge_sweep(struct work_struct *work)
 			continue;
 		}
 		p = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
-		if (!p)
+		if (!p) {
+			/* Under s->lock, valid: snap_destroy() cancels it. */
+			queue_delayed_work(blksnap_wq, &s->timeout_work, HZ);
 			break;
+		}
 		s->merge_cursor = c + 1;
 		__pending_add(s, p, c, true, true);
 		started[nr++] = p;
