@@ -423,7 +423,7 @@ struct blksnap_create_params {
 	const char *const *stores;	/* block devices or directories, >= 1 */
 	size_t n_stores;
 	uint64_t store_size;		/* bytes for each directory store */
-	uint64_t chunk_size;		/* bytes, 0: 4 KiB */
+	uint64_t chunk_size;		/* bytes, 0: per device, see below */
 };
 
 /*
@@ -437,6 +437,9 @@ struct blksnap_create_params {
  * on) a snapshotted device is refused whatever the flags. On success *@out
  * (if not NULL) holds the snapshot, its images in the order of the
  * devices, each with its snapshot number and generation UUID.
+ * chunk_size 0 gives each device 4 KiB chunks, or the smallest power of two
+ * that makes at most 2^28 chunks (devices over 1 TiB); a chunk_size that
+ * makes more than 2^31 chunks for a device is refused with -EINVAL.
  */
 int blksnap_create(struct blksnap_ctx *ctx,
 		   const struct blksnap_create_params *params,

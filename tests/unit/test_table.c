@@ -52,6 +52,40 @@ static void test_check_chunk(void **state)
 	assert_non_null(strstr(ctx.errmsg, "power of two from 4 KiB"));
 }
 
+static void test_default_chunk(void **state)
+{
+	(void)state;
+	assert_int_equal(bs_default_chunk(0), 8);
+	assert_int_equal(bs_default_chunk(2048), 8);
+	/* 2^28 chunks of 4 KiB = 1 TiB is the last size with 4 KiB chunks. */
+	assert_int_equal(bs_default_chunk(8ULL << 28), 8);
+	assert_int_equal(bs_default_chunk((8ULL << 28) + 1), 16);
+	/* 8 TiB, the first size the kernel refuses at 4 KiB. */
+	assert_int_equal(bs_default_chunk(1ULL << 34), 64);
+	/* 64 TiB: 256 KiB chunks, a 32 MiB bitmap. */
+	assert_int_equal(bs_default_chunk(1ULL << 37), 512);
+	/* Never past the largest chunk. */
+	assert_int_equal(bs_default_chunk(UINT64_MAX / 2), 131072);
+	/* Up to 128 PiB, where 64 MiB chunks reach the 2^31 limit. */
+	for (uint64_t d = 1; d <= (1ULL << 48); d = d * 3 + 7) {
+		uint64_t c = bs_default_chunk(d);
+
+		assert_true((d + c - 1) / c <= (1ULL << 28) || c == 131072);
+		assert_int_equal(bs_check_chunk_count(&ctx, c, d), 0);
+	}
+}
+
+static void test_check_chunk_count(void **state)
+{
+	(void)state;
+	assert_int_equal(bs_check_chunk_count(&ctx, 8, 8ULL << 31), 0);
+	assert_int_equal(bs_check_chunk_count(&ctx, 8, (8ULL << 31) + 1), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "use at least 8 KiB"));
+	assert_int_equal(bs_check_chunk_count(&ctx, 8, 1ULL << 37), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "use at least 32 KiB"));
+	assert_int_equal(bs_check_chunk_count(&ctx, 64, 1ULL << 37), 0);
+}
+
 static void test_origin_params(void **state)
 {
 	char *p = NULL;
@@ -238,6 +272,8 @@ int main(void)
 		cmocka_unit_test(test_default_tracking_block),
 		cmocka_unit_test(test_check_tracking_block),
 		cmocka_unit_test(test_check_chunk),
+		cmocka_unit_test(test_default_chunk),
+		cmocka_unit_test(test_check_chunk_count),
 		cmocka_unit_test(test_origin_params),
 		cmocka_unit_test(test_image_params),
 		cmocka_unit_test(test_linear),

@@ -87,7 +87,9 @@ int bs_parse_devno(const char *s, uint32_t *major, uint32_t *minor);
 #define BS_TRACKING_MAX_BLOCKS 2097152ULL
 #define BS_CHUNK_MIN 8ULL
 #define BS_CHUNK_MAX 131072ULL
-#define BS_CHUNK_DEFAULT 8ULL
+/* The kernel's limit of chunks per image, and the default's: 32 MiB of bitmap. */
+#define BS_CHUNKS_MAX (1ULL << 31)
+#define BS_CHUNKS_DEFAULT_MAX (1ULL << 28)
 
 struct bs_target {
 	uint64_t start;
@@ -106,6 +108,15 @@ uint64_t bs_default_tracking_block(uint64_t sectors);
 int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
 			    uint64_t dev_sectors);
 int bs_check_chunk(struct blksnap_ctx *ctx, uint64_t sectors);
+/*
+ * The default chunk for a device of @dev_sectors: 4 KiB, or the smallest
+ * power of two that gives at most BS_CHUNKS_DEFAULT_MAX chunks (4 KiB up to
+ * 1 TiB, 256 KiB at 64 TiB), 64 MiB at most.
+ */
+uint64_t bs_default_chunk(uint64_t dev_sectors);
+/* A chunk of @sectors on a device of @dev_sectors: at most 2^31 chunks. */
+int bs_check_chunk_count(struct blksnap_ctx *ctx, uint64_t sectors,
+			 uint64_t dev_sectors);
 
 /* "<dev> [2 tracking_block_sectors N]"; @tracking 0: no option. */
 int bs_origin_params(struct blksnap_ctx *ctx, const char *dev,

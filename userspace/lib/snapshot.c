@@ -290,7 +290,7 @@ int blksnap_create(struct blksnap_ctx *ctx,
 	char defname[32], *store = NULL, *store_uuid = NULL, devno[24];
 	const char *name;
 	bool store_created = false;
-	uint64_t chunk = BS_CHUNK_DEFAULT, store_sectors = 0;
+	uint64_t chunk = 0, store_sectors = 0;
 	size_t nst = 0, nfds = 0;
 	int *fds = NULL, r;
 
@@ -309,10 +309,10 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		if (p->chunk_size % BLKSNAP_SECTOR_SIZE)
 			return bs_err(ctx, EINVAL, "chunk size must be a multiple of 512 bytes");
 		chunk = p->chunk_size / BLKSNAP_SECTOR_SIZE;
+		r = bs_check_chunk(ctx, chunk);
+		if (r)
+			return r;
 	}
-	r = bs_check_chunk(ctx, chunk);
-	if (r)
-		return r;
 	if (!name) {
 		if (bs_default_snapshot_name(time(NULL), defname, sizeof(defname)))
 			return bs_err(ctx, EINVAL, "cannot make a snapshot name from the time");
@@ -349,6 +349,12 @@ int blksnap_create(struct blksnap_ctx *ctx,
 	r = create_members(ctx, &sys, p, name, m, &forbid);
 	if (r)
 		goto out;
+	/* A chunk given for all devices must not need too large a bitmap for any. */
+	for (size_t i = 0; chunk && i < p->n_devices; i++) {
+		r = bs_check_chunk_count(ctx, chunk, bs_sysdev_sectors(m[i].origin));
+		if (r)
+			goto out;
+	}
 
 	/* The store: its parts joined by one dm-linear device. */
 	for (size_t i = 0; i < p->n_stores; i++) {
@@ -391,11 +397,11 @@ int blksnap_create(struct blksnap_ctx *ctx,
 		 * The kernel's default low water, a quarter of the store, but
 		 * in the table: the event API reads the threshold from there.
 		 */
-		r = bs_image_params(ctx, real, devno, chunk,
+		t.len = bs_sysdev_sectors(m[i].origin);
+		r = bs_image_params(ctx, real, devno, chunk ? chunk : bs_default_chunk(t.len),
 				    store_sectors / 4 ? store_sectors / 4 : 1, &t.params);
 		if (r)
 			goto fail;
-		t.len = bs_sysdev_sectors(m[i].origin);
 		t.type = (char *)BS_TARGET_IMAGE;
 		r = bs_dm_create(ctx, m[i].image, m[i].uuid, &t, 1, true, NULL);
 		free(t.params);

@@ -59,6 +59,32 @@ int bs_check_chunk(struct blksnap_ctx *ctx, uint64_t sectors)
 	return blksnap_check_size(ctx, BLKSNAP_SIZE_CHUNK, sectors * BLKSNAP_SECTOR_SIZE);
 }
 
+uint64_t bs_default_chunk(uint64_t dev_sectors)
+{
+	uint64_t chunk = BS_CHUNK_MIN;
+
+	while (chunk < BS_CHUNK_MAX && (dev_sectors + chunk - 1) / chunk > BS_CHUNKS_DEFAULT_MAX)
+		chunk <<= 1;
+	return chunk;
+}
+
+int bs_check_chunk_count(struct blksnap_ctx *ctx, uint64_t sectors,
+			 uint64_t dev_sectors)
+{
+	char a[32], b[32], c[32];
+	uint64_t min = BS_CHUNK_MIN;
+
+	if (!sectors || (dev_sectors + sectors - 1) / sectors <= BS_CHUNKS_MAX)
+		return 0;
+	while (min < BS_CHUNK_MAX && (dev_sectors + min - 1) / min > BS_CHUNKS_MAX)
+		min <<= 1;
+	return bs_err(ctx, EINVAL, "chunk %s gives more than %llu chunks for a device of %s: use at least %s, or leave --chunk out",
+		      blksnap_format_size(sectors * BLKSNAP_SECTOR_SIZE, a, sizeof(a)),
+		      BS_CHUNKS_MAX,
+		      blksnap_format_size(dev_sectors * BLKSNAP_SECTOR_SIZE, b, sizeof(b)),
+		      blksnap_format_size(min * BLKSNAP_SECTOR_SIZE, c, sizeof(c)));
+}
+
 static bool table_dev_ok(const char *dev)
 {
 	return dev && *dev && !strpbrk(dev, " \t\n");
