@@ -50,19 +50,27 @@
 #define PENDING_HASH_BITS	8
 #define PENDING_POOL_MIN	64
 /*
- * One pass over an origin bio starts at most COW_BATCH copies and looks at
- * no more than COW_WINDOW chunks that need one, then waits for the first.
+ * One pass over an origin bio starts at most COW_BATCH copies of at most
+ * COW_PASS_CHUNKS chunks in all, and looks at no more than COW_WINDOW
+ * copies it needs, then waits for the first.
  */
 #define COW_BATCH		16
 #define COW_WINDOW		64
+#define COW_PASS_CHUNKS		512U
 /*
- * Copies in flight per snapshot: 64 MiB worth of chunks, but no fewer than
- * 64 nor more than 1024 copies (kcopyd splits large chunks into bounded
+ * A copy covers a run of adjacent chunks that one bio needs copied, up to
+ * COW_RUN_SECTORS (1 MiB) or one chunk if chunks are larger: one read of
+ * the real device, one write of contiguous store space.
+ */
+#define COW_RUN_SECTORS		2048U
+/*
+ * Chunks with a copy in flight per snapshot: 64 MiB worth, but no fewer
+ * than 64 nor more than 16384 (kcopyd splits large copies into bounded
  * sub-jobs, so memory stays bounded for large chunks too).
  */
 #define COW_INFLIGHT_BYTES	(64U << 20)
 #define COW_INFLIGHT_MIN	64U
-#define COW_INFLIGHT_MAX	1024U
+#define COW_INFLIGHT_MAX	16384U
 /* Chunks the merge sweep copies back at once. */
 #define MERGE_INFLIGHT		8
 /* The copied bitmap is limited like the CBT map: 2^31 chunks. */
@@ -293,6 +301,7 @@ struct blksnap_snap {
 	unsigned long *copied;		/* origin writes to these pass */
 	struct rhashtable exceptions;	/* chunk -> store sector */
 	unsigned int max_inflight;	/* pendings at most */
+	unsigned int run_max;		/* chunks per copy at most */
 	unsigned int copy_timeout;	/* seconds */
 	unsigned long last_progress;	/* jiffies of the last copy that ended */
 
@@ -311,6 +320,7 @@ struct blksnap_snap {
 	/* Bios that found no room for a copy: the next copy to end retries them. */
 	struct bio_list throttled_origin;
 	struct bio_list throttled_image;
+	struct bio_list written;	/* image writes of whole chunks that ended */
 	bool image_closed;		/* a merge starts or runs: image I/O fails */
 
 	/* Merge; the fields change under @lock, @merging with the gate closed. */
@@ -327,16 +337,27 @@ struct blksnap_snap {
 	atomic_t inflight;		/* pendings alive */
 	atomic_t image_ios;		/* image bios remapped, not ended */
 	struct work_struct retry_work;
+	struct work_struct written_work;
 	struct work_struct event_work;
 	struct delayed_work timeout_work;
 };
 
+/*
+ * A chunk whose copy is in flight, or whose copy waits for image reads of it
+ * to end. A copy of several adjacent chunks is one job, started for the
+ * first of them (the run's head, whose @run lists the others in chunk
+ * order, with @run_len chunks in all); every chunk still has its own
+ * pending, so that waiters and the draining of reads stay per chunk. @run
+ * is used only until the job ends.
+ */
 struct blksnap_pending {
 	struct hlist_node node;
 	struct blksnap_snap *s;
 	unsigned long chunk;
 	sector_t store_sector;
 	unsigned long started;		/* jiffies */
+	struct list_head run;
+	unsigned int run_len;		/* the head's; 0 for the others */
 	bool copied;			/* exception in place, draining reads */
 	bool sweep;			/* a merge copy started by the sweep */
 	struct bio_list origin_waiters;
@@ -353,6 +374,8 @@ struct origin_io {
 struct image_io {
 	struct list_head node;		/* snap->reads while tracked */
 	unsigned long first, last;	/* chunks read from the real device */
+	struct blksnap_pending *run;	/* whole chunks it writes, not copied */
+	blk_status_t status;		/* of such a write, while it settles */
 	bool tracked;
 	bool counted;			/* in snap->image_ios */
 };
@@ -488,12 +511,12 @@ static void pending_free(struct blksnap_snap *s, struct blksnap_pending *p)
 		wake_up_var(&s->inflight);
 }
 
-/* Give a chunk's store space back, e.g. that of a copy that failed. */
-static void snap_free_chunk(struct blksnap_snap *s, sector_t store_sector)
+/* Give store space back, e.g. that of a copy that failed. */
+static void snap_free_space(struct blksnap_snap *s, sector_t start, sector_t len)
 {
 	struct store_extent *spare = kmalloc(sizeof(*spare), GFP_NOIO);
 
-	kfree(store_free(s->store, store_sector, s->chunk_sectors, spare));
+	kfree(store_free(s->store, start, len, spare));
 }
 
 static void check_low_water(struct blksnap_snap *s)
@@ -511,11 +534,43 @@ static void check_low_water(struct blksnap_snap *s)
 	}
 }
 
+/*
+ * Put the exceptions of @p's run in the table, in run order. Returns how many
+ * went in: the first ones; space for the others goes back.
+ */
+static unsigned int run_exceptions(struct blksnap_snap *s,
+				   struct blksnap_pending *p)
+{
+	struct blksnap_pending *q = p;
+	struct blksnap_exception *e;
+	unsigned int n = 0;
+
+	do {
+		e = kmem_cache_alloc(exception_cache, GFP_NOIO);
+		if (!e)
+			break;
+		e->chunk = q->chunk;
+		e->store_sector = q->store_sector;
+		if (rhashtable_insert_fast(&s->exceptions, &e->node,
+					   exception_params)) {
+			kmem_cache_free(exception_cache, e);
+			break;
+		}
+		n++;
+		q = list_next_entry(q, run);
+	} while (q != p);
+	return n;
+}
+
+/* The copy of @p's run ended, well or not. */
 static void copy_done(int read_err, unsigned long write_err, void *context)
 {
-	struct blksnap_pending *p = context;
+	struct blksnap_pending *p = context, *q, *next;
 	struct blksnap_snap *s = p->s;
-	struct blksnap_exception *e = NULL;
+	unsigned int len = p->run_len, stored = 0, i = 0;
+	sector_t lost = p->store_sector;
+	HLIST_HEAD(released);
+	struct hlist_node *tmp;
 	unsigned long flags;
 	const char *why = NULL;
 
@@ -523,47 +578,47 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	if (read_err || write_err) {
 		why = read_err ? "cannot read the real device" : "cannot write the store";
 	} else if (READ_ONCE(s->state) == SNAP_VALID) {
-		e = kmem_cache_alloc(exception_cache, GFP_NOIO);
-		if (e) {
-			e->chunk = p->chunk;
-			e->store_sector = p->store_sector;
-			if (rhashtable_insert_fast(&s->exceptions, &e->node,
-						   exception_params)) {
-				kmem_cache_free(exception_cache, e);
-				e = NULL;
-			}
-		}
-		if (!e)
+		stored = run_exceptions(s, p);
+		if (stored < len)
 			why = "out of memory for the exception table";
 	}
+	lost += (sector_t)stored << s->chunk_shift;
 
 	spin_lock_irqsave(&s->lock, flags);
 	if (why)
 		__snap_invalidate(s, SNAP_FAILED, why);
-	if (e) {
-		p->copied = true;
-		s->copied_chunks++;
-		if (__reads_overlap(s, p->chunk)) {
-			/* The last tracked read of the chunk releases it. */
-			s->draining++;
-			spin_unlock_irqrestore(&s->lock, flags);
-			return;
+	q = p;
+	do {
+		next = list_next_entry(q, run);
+		if (i++ < stored) {
+			q->copied = true;
+			s->copied_chunks++;
+			if (__reads_overlap(s, q->chunk)) {
+				/* The last tracked read of the chunk releases it. */
+				s->draining++;
+				q = next;
+				continue;
+			}
 		}
-	}
-	__pending_release(s, p);
+		__pending_release(s, q);
+		hlist_add_head(&q->node, &released);
+		q = next;
+	} while (q != p);
 	spin_unlock_irqrestore(&s->lock, flags);
-	/* A copy that is not in the exception table gives its space back. */
-	if (!e)
-		snap_free_chunk(s, p->store_sector);
-	queue_work(blksnap_wq, &s->retry_work);
-	pending_free(s, p);
+	/* Copies that are not in the exception table give their space back. */
+	if (stored < len)
+		snap_free_space(s, lost, (sector_t)(len - stored) << s->chunk_shift);
+	if (!hlist_empty(&released))
+		queue_work(blksnap_wq, &s->retry_work);
+	hlist_for_each_entry_safe(q, tmp, &released, node)
+		pending_free(s, q);
 }
 
 static void merge_copy_done(int read_err, unsigned long write_err, void *context);
 
 /*
- * Copy @p's chunk from the real device to its place in the store, or back
- * for a merge.
+ * Copy @p's run of chunks from the real device to its place in the store,
+ * or @p's chunk back for a merge.
  */
 static void chunk_copy(struct blksnap_snap *s, struct blksnap_pending *p,
 		       bool merge)
@@ -572,7 +627,8 @@ static void chunk_copy(struct blksnap_snap *s, struct blksnap_pending *p,
 	struct dm_io_region real = {
 		.bdev = s->real_bdev,
 		.sector = start,
-		.count = min(s->chunk_sectors, s->dev_sectors - start),
+		.count = min((sector_t)p->run_len << s->chunk_shift,
+			     s->dev_sectors - start),
 	};
 	struct dm_io_region store = {
 		.bdev = s->store_bdev,
@@ -586,26 +642,69 @@ static void chunk_copy(struct blksnap_snap *s, struct blksnap_pending *p,
 		dm_kcopyd_copy(s->kc, &real, 1, &store, 0, copy_done, p);
 }
 
-/* Allocate store space for @p and start copying its chunk there. */
-static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
+/* @p's run got no store space: release its chunks, not copied. */
+static void run_abandon(struct blksnap_snap *s, struct blksnap_pending *p)
 {
-	int r = store_alloc(s->store, s->chunk_sectors,
-			    bdev_nr_sectors(s->store_bdev), &p->store_sector);
+	struct blksnap_pending *q, *next;
+	HLIST_HEAD(released);
+	struct hlist_node *tmp;
 
-	if (r) {
-		spin_lock_irq(&s->lock);
-		if (r == -ENOSPC)
-			__snap_invalidate(s, SNAP_OVERFLOW, "the store is full");
-		else
-			__snap_invalidate(s, SNAP_FAILED,
-					  "the store is smaller than the space handed out, or went away");
-		__pending_release(s, p);
-		spin_unlock_irq(&s->lock);
-		queue_work(blksnap_wq, &s->retry_work);
-		pending_free(s, p);
-		return;
+	spin_lock_irq(&s->lock);
+	list_for_each_entry_safe(q, next, &p->run, run) {
+		__pending_release(s, q);
+		hlist_add_head(&q->node, &released);
+	}
+	__pending_release(s, p);
+	hlist_add_head(&p->node, &released);
+	spin_unlock_irq(&s->lock);
+	queue_work(blksnap_wq, &s->retry_work);
+	hlist_for_each_entry_safe(q, tmp, &released, node)
+		pending_free(s, q);
+}
+
+/* @p's run got its store space: each chunk after the first gets its place. */
+static void run_place(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	sector_t sector = p->store_sector;
+	struct blksnap_pending *q;
+
+	list_for_each_entry(q, &p->run, run) {
+		sector += s->chunk_sectors;
+		q->store_sector = sector;
 	}
 	check_low_water(s);
+}
+
+/*
+ * Allocate contiguous store space for @p's run and start copying it there.
+ * A run that does not fit is copied chunk by chunk: the store may still
+ * have room for each.
+ */
+static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
+{
+	struct blksnap_pending *q, *next;
+	int r;
+
+	r = store_alloc(s->store, (sector_t)p->run_len << s->chunk_shift,
+			bdev_nr_sectors(s->store_bdev), &p->store_sector);
+	if (r == -ENOSPC && p->run_len > 1) {
+		list_for_each_entry_safe(q, next, &p->run, run) {
+			list_del_init(&q->run);
+			q->run_len = 1;
+			pending_start(s, q);
+		}
+		p->run_len = 1;
+		pending_start(s, p);
+		return;
+	}
+	if (r) {
+		snap_invalidate(s, r == -ENOSPC ? SNAP_OVERFLOW : SNAP_FAILED,
+				r == -ENOSPC ? "the store is full" :
+				"the store is smaller than the space handed out, or went away");
+		run_abandon(s, p);
+		return;
+	}
+	run_place(s, p);
 	chunk_copy(s, p, false);
 }
 
@@ -653,6 +752,8 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
 	p->started = jiffies;
 	p->copied = false;
 	p->sweep = sweep;
+	INIT_LIST_HEAD(&p->run);
+	p->run_len = 1;
 	if (merge)
 		p->store_sector = exception_find(s, c)->store_sector;
 	bio_list_init(&p->origin_waiters);
@@ -664,6 +765,33 @@ static void __pending_add(struct blksnap_snap *s, struct blksnap_pending *p,
 		s->merge_sweeping++;
 	/* Copies are watched while any exists (a no-op when it is queued). */
 	queue_delayed_work(blksnap_wq, &s->timeout_work, HZ);
+}
+
+/*
+ * Add the chunks after @p's that @p's bio needs copied too, up to @last, to
+ * its run, as long as each has no copy yet and there is room. Returns the
+ * run's last chunk. Must be called with s->lock held.
+ */
+static unsigned long __run_extend(struct blksnap_snap *s,
+				  struct blksnap_pending *p, unsigned long last,
+				  unsigned int *budget)
+{
+	unsigned long c = p->chunk;
+	struct blksnap_pending *q;
+
+	while (c < last && p->run_len < s->run_max && *budget &&
+	       s->nr_pending < s->max_inflight &&
+	       !test_bit(c + 1, s->copied) && !__pending_find(s, c + 1)) {
+		q = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
+		if (!q)
+			break;
+		__pending_add(s, q, ++c, false, false);
+		list_add_tail(&q->run, &p->run);
+		q->run_len = 0;
+		p->run_len++;
+		(*budget)--;
+	}
+	return c;
 }
 
 /*
@@ -685,7 +813,7 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 		       unsigned long *cursor, unsigned long last)
 {
 	struct blksnap_pending *started[COW_BATCH], *p, *wait = NULL;
-	unsigned int nr_started = 0, seen = 0, i;
+	unsigned int nr_started = 0, seen = 0, budget = COW_PASS_CHUNKS, i;
 	int r = DM_MAPIO_REMAPPED;
 	unsigned long c;
 	bool merging;
@@ -695,7 +823,8 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 	/* Image bios find the merge here only if it started meanwhile. */
 	if ((!merging && s->state != SNAP_VALID) || (merging && image))
 		goto unlock;
-	for (c = *cursor; seen < COW_WINDOW && nr_started < COW_BATCH; c++) {
+	for (c = *cursor; seen < COW_WINDOW && nr_started < COW_BATCH && budget;
+	     c++) {
 		/* The copied bitmap: copied chunks, or while merging, unmerged ones. */
 		if (merging)
 			c = find_next_bit(s->copied, last + 1, c);
@@ -716,10 +845,13 @@ static int chunks_wait(struct blksnap_snap *s, struct bio *bio, bool image,
 				break;
 			__pending_add(s, p, c, merging, false);
 			started[nr_started++] = p;
+			budget--;
+			if (!merging)
+				c = __run_extend(s, p, last, &budget);
 		}
 		if (!wait) {
 			wait = p;
-			*cursor = c;
+			*cursor = p->chunk;
 		}
 		seen++;
 	}
@@ -763,16 +895,136 @@ static int snap_origin_write(struct blksnap_snap *s, struct bio *bio,
 	return chunks_wait(s, bio, false, cursor, last);
 }
 
-/* Must be called with s->lock held: @bio goes on, counted until its end. */
-static void __image_io_count(struct blksnap_snap *s, struct image_io *io)
+/* An image bio ended, or will not go on: a merge starting waits for the last. */
+static void snap_image_io_done(struct blksnap_snap *s, struct image_io *io)
+{
+	io->counted = false;
+	if (atomic_dec_and_test(&s->image_ios) && READ_ONCE(s->image_closed))
+		wake_up_var(&s->image_ios);
+}
+
+/*
+ * Count an image bio until its end, unless the image is no longer usable.
+ * Counted first, then checked: snap_merge_start() sets image_closed, then
+ * reads the count, each side with a full barrier in between, so that either
+ * the merge sees this bio or this bio sees the merge.
+ */
+static bool snap_image_io_enter(struct blksnap_snap *s, struct image_io *io)
 {
 	atomic_inc(&s->image_ios);
 	io->counted = true;
+	/* Pairs with the smp_mb() in snap_merge_start(). */
+	smp_mb__after_atomic();
+	if (READ_ONCE(s->state) == SNAP_VALID && !READ_ONCE(s->image_closed))
+		return true;
+	snap_image_io_done(s, io);
+	return false;
+}
+
+/*
+ * Send an image bio whose first chunk has exception @e to the store, with as
+ * many chunks as lie contiguously there. Exceptions stay until the snapshot
+ * goes: no lock is needed.
+ */
+static int snap_image_to_store(struct blksnap_snap *s, struct bio *bio,
+			       struct blksnap_exception *e, unsigned long first,
+			       unsigned long last)
+{
+	sector_t sector = bio->bi_iter.bi_sector, end;
+	struct blksnap_exception *e2;
+	unsigned long c;
+
+	for (c = first + 1; c <= last; c++) {
+		e2 = exception_find(s, c);
+		if (!e2 || e2->store_sector !=
+		    e->store_sector + ((c - first) << s->chunk_shift))
+			break;
+	}
+	end = (sector_t)c << s->chunk_shift;
+	if (end < bio_end_sector(bio))
+		dm_accept_partial_bio(bio, end - sector);
+	if (bio_data_dir(bio) == WRITE)
+		blksnap_cbt_mark_snapshot(s->t, sector, bio_sectors(bio));
+	bio_set_dev(bio, s->store_bdev);
+	bio->bi_iter.bi_sector = e->store_sector +
+		(sector - ((sector_t)first << s->chunk_shift));
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * An image write that covers whole chunks from the first one on, none of
+ * them copied nor being copied: their old content is never needed again, so
+ * the bio goes to new store space at once instead of waiting for a copy.
+ * The chunks get pendings, a run as for a copy, so that origin writes and
+ * other image writes to them wait, and image reads go on reading the real
+ * device, until the write ends; then copy_done() puts their exceptions in
+ * place, or on an error gives the space back and fails the image; the
+ * bio completes after that (image_end_io()), so that a read after it finds
+ * the exceptions. Returns DM_MAPIO_REMAPPED with @bio sent to the store (cut
+ * to the run if @split), or -1 when @bio takes the copy path (also when the
+ * store has no room for the run: that path copies chunk by chunk).
+ */
+static int snap_image_write_whole(struct blksnap_snap *s, struct bio *bio,
+				  struct image_io *io, bool split)
+{
+	sector_t sector = bio->bi_iter.bi_sector, end = bio_end_sector(bio);
+	unsigned long first = sector >> s->chunk_shift, last;
+	unsigned int budget = s->run_max;
+	struct blksnap_pending *p;
+	int r;
+
+	if (bio_op(bio) != REQ_OP_WRITE || !bio_sectors(bio) ||
+	    sector & (s->chunk_sectors - 1))
+		return -1;
+	/* The last chunk of the device may be short. */
+	if (end < s->dev_sectors)
+		end &= ~(s->chunk_sectors - 1);
+	else
+		end = round_up(s->dev_sectors, s->chunk_sectors);
+	if (end <= sector)
+		return -1;
+	last = ((end - 1) >> s->chunk_shift);
+	if (!split && last != first)
+		return -1;
+
+	spin_lock_irq(&s->lock);
+	if (s->state != SNAP_VALID || s->merging || test_bit(first, s->copied) ||
+	    __pending_find(s, first) || s->nr_pending >= s->max_inflight) {
+		spin_unlock_irq(&s->lock);
+		return -1;
+	}
+	p = mempool_alloc(&s->pending_pool, GFP_NOWAIT);
+	if (!p) {
+		spin_unlock_irq(&s->lock);
+		return -1;
+	}
+	__pending_add(s, p, first, false, false);
+	budget--;
+	last = __run_extend(s, p, last, &budget);
+	spin_unlock_irq(&s->lock);
+
+	r = store_alloc(s->store, (sector_t)p->run_len << s->chunk_shift,
+			bdev_nr_sectors(s->store_bdev), &p->store_sector);
+	if (r) {
+		run_abandon(s, p);
+		return -1;
+	}
+	run_place(s, p);
+	end = (sector_t)(last + 1) << s->chunk_shift;
+	if (end < bio_end_sector(bio))
+		dm_accept_partial_bio(bio, end - sector);
+	io->run = p;
+	blksnap_cbt_mark_snapshot(s->t, sector, bio_sectors(bio));
+	bio_set_dev(bio, s->store_bdev);
+	bio->bi_iter.bi_sector = p->store_sector;
+	return DM_MAPIO_REMAPPED;
 }
 
 /*
  * Map an image bio. Called from map() and again for bios that waited for a
  * copy; only map() may split, and bios that wait were limited to one chunk.
+ * Bios to copied chunks take no lock; a read of a chunk not copied takes
+ * s->lock once here and once at its end, to be tracked.
  */
 static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 			  bool from_map)
@@ -781,14 +1033,15 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	sector_t sector = bio->bi_iter.bi_sector;
 	unsigned long first = sector >> s->chunk_shift;
 	unsigned long last = (bio_end_sector(bio) - 1) >> s->chunk_shift;
-	struct blksnap_exception *e, *e2;
+	struct blksnap_exception *e;
 	unsigned long c;
 	sector_t end;
 
 	io->tracked = false;
 	io->counted = false;
+	io->run = NULL;
 	/* A merge takes the image's data: its I/O fails from the start. */
-	if (READ_ONCE(s->state) != SNAP_VALID || READ_ONCE(s->image_closed))
+	if (!snap_image_io_enter(s, io))
 		return DM_MAPIO_KILL;
 	if (!bio_sectors(bio)) {
 		/* An empty flush: the image's data lives in the store. */
@@ -796,36 +1049,15 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 		return DM_MAPIO_REMAPPED;
 	}
 
-	spin_lock_irq(&s->lock);
-	if (s->state != SNAP_VALID || s->image_closed) {
-		spin_unlock_irq(&s->lock);
-		return DM_MAPIO_KILL;
-	}
 	e = exception_find(s, first);
-	if (e) {
-		/* Copied: as many chunks as lie contiguously in the store. */
-		for (c = first + 1; c <= last; c++) {
-			e2 = exception_find(s, c);
-			if (!e2 || e2->store_sector !=
-			    e->store_sector + ((c - first) << s->chunk_shift))
-				break;
-		}
-		__image_io_count(s, io);
-		spin_unlock_irq(&s->lock);
-		end = (sector_t)c << s->chunk_shift;
-		if (end < bio_end_sector(bio))
-			dm_accept_partial_bio(bio, end - sector);
-		if (bio_data_dir(bio) == WRITE)
-			blksnap_cbt_mark_snapshot(s->t, sector, bio_sectors(bio));
-		bio_set_dev(bio, s->store_bdev);
-		bio->bi_iter.bi_sector = e->store_sector +
-			(sector - ((sector_t)first << s->chunk_shift));
-		return DM_MAPIO_REMAPPED;
-	}
+	if (e)
+		return snap_image_to_store(s, bio, e, first, last);
 
 	if (bio_data_dir(bio) == WRITE) {
+		if (snap_image_write_whole(s, bio, io, from_map) == DM_MAPIO_REMAPPED)
+			return DM_MAPIO_REMAPPED;
 		/* Copy the chunk first, then write it in the store. */
-		spin_unlock_irq(&s->lock);
+		snap_image_io_done(s, io);
 		end = (sector_t)(first + 1) << s->chunk_shift;
 		if (end < bio_end_sector(bio)) {
 			if (WARN_ON_ONCE(!from_map))
@@ -839,16 +1071,27 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 		return snap_image_map(s, bio, from_map);
 	}
 
-	/* Not copied: read the real device, tracked until the read ends. */
+	/*
+	 * Not copied: read the real device, tracked until the read ends. A
+	 * copy that ends from now on sees the read and waits for it; one
+	 * that ended before put its exception in the table before it took
+	 * the lock. The rest of the bio is looked up after, unlocked; its
+	 * chunks stay tracked even if the bio is cut short before them.
+	 */
+	spin_lock_irq(&s->lock);
+	e = exception_find(s, first);
+	if (!e) {
+		io->first = first;
+		io->last = last;
+		io->tracked = true;
+		list_add(&io->node, &s->reads);
+	}
+	spin_unlock_irq(&s->lock);
+	if (e)
+		return snap_image_to_store(s, bio, e, first, last);
 	for (c = first + 1; c <= last; c++)
 		if (exception_find(s, c))
 			break;
-	io->first = first;
-	io->last = c - 1;
-	io->tracked = true;
-	list_add(&io->node, &s->reads);
-	__image_io_count(s, io);
-	spin_unlock_irq(&s->lock);
 	end = (sector_t)c << s->chunk_shift;
 	if (end < bio_end_sector(bio))
 		dm_accept_partial_bio(bio, end - sector);
@@ -886,14 +1129,6 @@ static bool snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 	hlist_for_each_entry_safe(p, tmp, &released, node)
 		pending_free(s, p);
 	return valid;
-}
-
-/* An image bio ended: a merge starting waits for the last one. */
-static void snap_image_io_done(struct blksnap_snap *s, struct image_io *io)
-{
-	io->counted = false;
-	if (atomic_dec_and_test(&s->image_ios) && READ_ONCE(s->image_closed))
-		wake_up_var(&s->image_ios);
 }
 
 /*
@@ -1133,6 +1368,8 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 		*why = "the snapshot image is not valid";
 		return r;
 	}
+	/* Pairs with snap_image_io_enter(): closed, then the count read. */
+	smp_mb();
 	if (!wait_var_event_timeout(&s->image_ios, !atomic_read(&s->image_ios),
 				    timeout)) {
 		spin_lock_irq(&s->lock);
@@ -1241,6 +1478,35 @@ static void snap_retry(struct work_struct *work)
 	}
 }
 
+/*
+ * Image writes of whole chunks that ended: their chunks count as copied
+ * from now on (or, after an error, the image fails), then the bios end,
+ * through image_end_io() once more.
+ */
+static void snap_written(struct work_struct *work)
+{
+	struct blksnap_snap *s = container_of(work, struct blksnap_snap,
+					      written_work);
+	struct blksnap_pending *p;
+	struct image_io *io;
+	struct bio_list list;
+	struct bio *bio;
+
+	spin_lock_irq(&s->lock);
+	list = s->written;
+	bio_list_init(&s->written);
+	spin_unlock_irq(&s->lock);
+
+	while ((bio = bio_list_pop(&list))) {
+		io = dm_per_bio_data(bio, sizeof(*io));
+		p = io->run;
+		io->run = NULL;
+		copy_done(0, io->status ? 1 : 0, p);
+		bio->bi_status = io->status;
+		bio_endio(bio);
+	}
+}
+
 /* rhashtable_free_and_destroy()'s callback: the chunk's space goes back. */
 struct return_space {
 	struct blksnap_snap *s;
@@ -1273,6 +1539,7 @@ static void snap_destroy(struct blksnap_snap *s)
 	cancel_delayed_work_sync(&s->timeout_work);
 	cancel_work_sync(&s->merge_work);
 	flush_work(&s->retry_work);
+	flush_work(&s->written_work);
 	cancel_work_sync(&s->event_work);
 	cancel_work_sync(&s->merge_event_work);
 	if (s->kc)
@@ -1310,6 +1577,7 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	s->nr_chunks = DIV_ROUND_UP_SECTOR_T(t->dev_sectors, chunk_sectors);
 	s->max_inflight = clamp(COW_INFLIGHT_BYTES >> (s->chunk_shift + SECTOR_SHIFT),
 				COW_INFLIGHT_MIN, COW_INFLIGHT_MAX);
+	s->run_max = max(COW_RUN_SECTORS >> s->chunk_shift, 1U);
 	s->copy_timeout = copy_timeout;
 	s->last_progress = jiffies;
 	s->low_water = low_water;
@@ -1322,9 +1590,11 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	bio_list_init(&s->retry_image);
 	bio_list_init(&s->throttled_origin);
 	bio_list_init(&s->throttled_image);
+	bio_list_init(&s->written);
 	atomic_set(&s->inflight, 0);
 	atomic_set(&s->image_ios, 0);
 	INIT_WORK(&s->retry_work, snap_retry);
+	INIT_WORK(&s->written_work, snap_written);
 	INIT_WORK(&s->event_work, snap_event);
 	INIT_WORK(&s->merge_work, merge_sweep);
 	INIT_WORK(&s->merge_event_work, merge_event);
@@ -2021,6 +2291,17 @@ static int image_end_io(struct dm_target *ti, struct bio *bio,
 	struct image_c *ic = ti->private;
 	struct image_io *io = dm_per_bio_data(bio, sizeof(*io));
 
+	if (io->run) {
+		/* Whole chunks written to new store space: settle them first. */
+		unsigned long flags;
+
+		io->status = *error;
+		spin_lock_irqsave(&ic->s->lock, flags);
+		bio_list_add(&ic->s->written, bio);
+		spin_unlock_irqrestore(&ic->s->lock, flags);
+		queue_work(blksnap_wq, &ic->s->written_work);
+		return DM_ENDIO_INCOMPLETE;
+	}
 	if (io->tracked) {
 		io->tracked = false;
 		/* Ended after the image failed: it may hold newer data. */
