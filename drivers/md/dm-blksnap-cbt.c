@@ -31,6 +31,8 @@
 static LIST_HEAD(tracker_list);
 static DEFINE_MUTEX(tracker_mutex);
 static struct workqueue_struct *gate_wq;
+/* Where parked bios go when the gate opens: the origin target's map path. */
+static blksnap_replay_fn gate_replay;
 
 /*---- Maps ----*/
 
@@ -150,7 +152,8 @@ static void writes_drained(struct percpu_ref *ref)
 
 /*
  * Let a write in. Returns false when the gate is closed: the bio is then
- * parked and goes to blksnap_origin_replay() once the gate opens.
+ * parked and goes to the replay function of blksnap_cbt_init() once the
+ * gate opens.
  */
 bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio)
 {
@@ -228,7 +231,7 @@ static void replay_deferred(struct work_struct *work)
 	spin_unlock_irq(&t->deferred_lock);
 
 	while ((bio = bio_list_pop(&bios)))
-		blksnap_origin_replay(t, bio);
+		gate_replay(t, bio);
 }
 
 /*---- Registry ----*/
@@ -368,10 +371,11 @@ struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 }
 
 /*
- * Drop a table's reference. The last table unregisters the tracker and
- * fails a snapshot that still uses it: its image outlives the origin.
+ * Drop a table's count, not its memory reference (blksnap_tracker_put()).
+ * The last table unregisters the tracker and returns true: the caller then
+ * fails a snapshot that still uses it, whose image outlives the origin.
  */
-void blksnap_tracker_put_table(struct blksnap_tracker *t)
+bool blksnap_tracker_drop_table(struct blksnap_tracker *t)
 {
 	bool last;
 
@@ -380,9 +384,7 @@ void blksnap_tracker_put_table(struct blksnap_tracker *t)
 	if (last)
 		list_del_init(&t->list);
 	mutex_unlock(&tracker_mutex);
-	if (last)
-		blksnap_origin_gone(t);
-	blksnap_tracker_put(t);
+	return last;
 }
 
 /*---- Messages ----*/
@@ -539,8 +541,9 @@ int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
 
 /*---- Module ----*/
 
-int blksnap_cbt_init(void)
+int blksnap_cbt_init(blksnap_replay_fn replay)
 {
+	gate_replay = replay;
 	gate_wq = alloc_workqueue("blksnap_gate", WQ_MEM_RECLAIM, 0);
 	return gate_wq ? 0 : -ENOMEM;
 }

@@ -1679,7 +1679,7 @@ static int origin_bio(struct blksnap_tracker *t, struct bio *bio, bool from_map)
 }
 
 /* A bio parked while the gate was closed, handed back from the worker. */
-void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio)
+static void origin_replay(struct blksnap_tracker *t, struct bio *bio)
 {
 	if (!blksnap_gate_enter(t, bio))
 		return;
@@ -1694,7 +1694,7 @@ void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio)
 }
 
 /* The last origin table went away: a snapshot still attached fails. */
-void blksnap_origin_gone(struct blksnap_tracker *t)
+static void origin_gone(struct blksnap_tracker *t)
 {
 	struct blksnap_snap *s;
 
@@ -1879,7 +1879,9 @@ static void origin_dtr(struct dm_target *ti)
 	if (oc->t->event_ti == ti)
 		oc->t->event_ti = NULL;
 	mutex_unlock(&oc->t->map_lock);
-	blksnap_tracker_put_table(oc->t);
+	if (blksnap_tracker_drop_table(oc->t))
+		origin_gone(oc->t);
+	blksnap_tracker_put(oc->t);
 	dm_put_device(ti, oc->dev);
 	kfree(oc);
 }
@@ -2402,7 +2404,7 @@ static int __init dm_blksnap_init(void)
 	blksnap_wq = alloc_workqueue("blksnap", WQ_MEM_RECLAIM, 0);
 	if (!exception_cache || !pending_cache || !blksnap_wq)
 		goto bad;
-	r = blksnap_cbt_init();
+	r = blksnap_cbt_init(origin_replay);
 	if (r)
 		goto bad;
 	r = dm_register_target(&origin_target);

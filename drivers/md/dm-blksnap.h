@@ -92,28 +92,32 @@ struct blksnap_tracker {
 	unsigned long merge_done, merge_total;
 };
 
-int blksnap_cbt_init(void);
+/*
+ * The tracker never calls the targets: a bio parked at the closed gate goes
+ * back through the function given here, the origin target's.
+ */
+typedef void (*blksnap_replay_fn)(struct blksnap_tracker *t, struct bio *bio);
+
+int blksnap_cbt_init(blksnap_replay_fn replay);
 void blksnap_cbt_exit(void);
 
 struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 					    sector_t dev_sectors,
 					    unsigned int block_sectors,
 					    char **error);
-void blksnap_tracker_put_table(struct blksnap_tracker *t);
+bool blksnap_tracker_drop_table(struct blksnap_tracker *t);
 struct blksnap_tracker *blksnap_tracker_lookup(dev_t dev);
 void blksnap_tracker_put(struct blksnap_tracker *t);
 unsigned int blksnap_default_block_sectors(sector_t dev_sectors);
 
 /*
- * The write gate; parked bios go back to blksnap_origin_replay(). Reads pass
- * it too, so that a merge can start between two of them.
+ * The write gate; parked bios go back to the replay function. Reads pass it
+ * too, so that a merge can start between two of them.
  */
 bool blksnap_gate_enter(struct blksnap_tracker *t, struct bio *bio);
 void blksnap_gate_exit(struct blksnap_tracker *t);
 void blksnap_gate_close(struct blksnap_tracker *t);
 void blksnap_gate_open(struct blksnap_tracker *t);
-void blksnap_origin_replay(struct blksnap_tracker *t, struct bio *bio);
-void blksnap_origin_gone(struct blksnap_tracker *t);
 
 /* Change tracking. */
 void blksnap_cbt_mark(struct blksnap_tracker *t, sector_t sector,
