@@ -37,6 +37,7 @@ check_eq "16 chunks copied" 16 "$(image_field ssimg 3)"
 
 kmsg_mark
 check "store suspended: its I/O is held" dmsetup suspend --nolockfs ssstore
+at_exit "dmsetup resume ssstore || true" # a failed check must not leave the removals hanging
 t0=$(date +%s)
 model_dd $origin $model $((1 << 20)) 4096 direct &
 writer=$!
@@ -77,6 +78,7 @@ file_read $model $((5 << 12)) 4096 > $c5
 check "blksnap-image again, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
 check "origin: chunk 5 overwritten (copied)" model_dd $origin $model $((5 << 12)) 4096 direct
 check "store suspended" dmsetup suspend --nolockfs ssstore
+at_exit "dmsetup resume ssstore || true" # a failed check must not leave the removals hanging
 check "merge started" dm_message ssorig merge
 ok=0
 for _ in $(seq 300); do
@@ -106,7 +108,10 @@ check_eq "origin state says the merge failed" "merge_failed 0/1" "$(status_field
 # (0/0 would tell userspace to remove the image).
 check "blksnap-image again, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
 check "store suspended" dmsetup suspend --nolockfs ssstore
-dd if=$pat of=$image bs=4096 count=1 seek=9 oflag=direct status=none &
+at_exit "dmsetup resume ssstore || true" # a failed check must not leave the removals hanging
+# Half a chunk: a write of whole chunks needs no copy (it would go to the
+# store at once, and the merge would wait for it as image I/O: merge-safety).
+dd if=$pat of=$image bs=2048 count=1 seek=18 oflag=direct status=none &
 iw=$!
 sleep 1
 dmsetup message ssorig 0 merge &
