@@ -47,7 +47,7 @@
 
 #define BLKSNAP_MIN_CHUNK	8U
 #define BLKSNAP_MAX_CHUNK	131072U
-#define PENDING_HASH_BITS	8
+#define PENDING_HASH_BITS	12
 #define PENDING_POOL_MIN	64
 /*
  * One pass over an origin bio starts at most COW_BATCH copies of at most
@@ -158,10 +158,14 @@ static void store_put(struct blksnap_store *st)
  * Allocate @len sectors below @limit, the store's size now. Returns 0 and
  * *@start; -ENOSPC when the store is full; -ENODEV when it is smaller than
  * the space it has handed out, or empty: it shrank or went away (a deleted
- * disk's capacity drops to 0 before its I/O starts failing).
+ * disk's capacity drops to 0 before its I/O starts failing). Only requests
+ * with @holes look at the free extents: those of single chunks. A run of
+ * chunks takes space at the high-water mark, or none (its chunks are then
+ * copied one by one), so that it never walks a tree of holes too small for
+ * it.
  */
 static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
-		       sector_t *start)
+		       bool holes, sector_t *start)
 {
 	struct store_extent *e;
 	struct rb_node *n;
@@ -173,7 +177,7 @@ static int store_alloc(struct blksnap_store *st, sector_t len, sector_t limit,
 		goto out;
 	}
 	/* First fit, lowest first. */
-	for (n = rb_first(&st->free); n; n = rb_next(n)) {
+	for (n = holes ? rb_first(&st->free) : NULL; n; n = rb_next(n)) {
 		e = rb_entry(n, struct store_extent, node);
 		if (e->start + len > limit)
 			break;
@@ -199,6 +203,17 @@ out:
 		st->used += len;
 	spin_unlock(&st->lock);
 	return r;
+}
+
+/* Whether @len sectors fit at the high-water mark now. */
+static bool store_room(struct blksnap_store *st, sector_t len, sector_t limit)
+{
+	bool room;
+
+	spin_lock(&st->lock);
+	room = limit >= st->hwm && st->hwm + len <= limit;
+	spin_unlock(&st->lock);
+	return room;
 }
 
 /*
@@ -686,7 +701,8 @@ static void pending_start(struct blksnap_snap *s, struct blksnap_pending *p)
 	int r;
 
 	r = store_alloc(s->store, (sector_t)p->run_len << s->chunk_shift,
-			bdev_nr_sectors(s->store_bdev), &p->store_sector);
+			bdev_nr_sectors(s->store_bdev), p->run_len == 1,
+			&p->store_sector);
 	if (r == -ENOSPC && p->run_len > 1) {
 		list_for_each_entry_safe(q, next, &p->run, run) {
 			list_del_init(&q->run);
@@ -952,6 +968,40 @@ static int snap_image_to_store(struct blksnap_snap *s, struct bio *bio,
 }
 
 /*
+ * Copied chunks @first..@last whose pendings waited for image reads: those
+ * that no tracked read overlaps any more go to @released. Must be called
+ * with s->lock held.
+ */
+static void __release_drained(struct blksnap_snap *s, unsigned long first,
+			      unsigned long last, struct hlist_head *released)
+{
+	struct blksnap_pending *p;
+	unsigned long c;
+
+	for (c = first; s->draining && c <= last; c++) {
+		p = __pending_find(s, c);
+		if (!p || !p->copied || __reads_overlap(s, c))
+			continue;
+		s->draining--;
+		__pending_release(s, p);
+		hlist_add_head(&p->node, released);
+	}
+}
+
+/* Free the pendings of __release_drained(); their waiters map again. */
+static void pendings_free(struct blksnap_snap *s, struct hlist_head *released)
+{
+	struct blksnap_pending *p;
+	struct hlist_node *tmp;
+
+	if (hlist_empty(released))
+		return;
+	queue_work(blksnap_wq, &s->retry_work);
+	hlist_for_each_entry_safe(p, tmp, released, node)
+		pending_free(s, p);
+}
+
+/*
  * An image write that covers whole chunks from the first one on, none of
  * them copied nor being copied: their old content is never needed again, so
  * the bio goes to new store space at once instead of waiting for a copy.
@@ -969,8 +1019,8 @@ static int snap_image_write_whole(struct blksnap_snap *s, struct bio *bio,
 {
 	sector_t sector = bio->bi_iter.bi_sector, end = bio_end_sector(bio);
 	unsigned long first = sector >> s->chunk_shift, last;
-	unsigned int budget = s->run_max;
 	struct blksnap_pending *p;
+	unsigned int budget;
 	int r;
 
 	if (bio_op(bio) != REQ_OP_WRITE || !bio_sectors(bio) ||
@@ -986,6 +1036,15 @@ static int snap_image_write_whole(struct blksnap_snap *s, struct bio *bio,
 	last = ((end - 1) >> s->chunk_shift);
 	if (!split && last != first)
 		return -1;
+	/*
+	 * A run goes to the high-water mark; without room there, one chunk
+	 * (from a hole, if any) and the rest of the bio after it, so that a
+	 * full store is not asked for every shorter run in turn.
+	 */
+	budget = min_t(unsigned long, last - first + 1, s->run_max);
+	if (budget > 1 && !store_room(s->store, (sector_t)budget << s->chunk_shift,
+				      bdev_nr_sectors(s->store_bdev)))
+		budget = 1;
 
 	spin_lock_irq(&s->lock);
 	if (s->state != SNAP_VALID || s->merging || test_bit(first, s->copied) ||
@@ -1004,7 +1063,8 @@ static int snap_image_write_whole(struct blksnap_snap *s, struct bio *bio,
 	spin_unlock_irq(&s->lock);
 
 	r = store_alloc(s->store, (sector_t)p->run_len << s->chunk_shift,
-			bdev_nr_sectors(s->store_bdev), &p->store_sector);
+			bdev_nr_sectors(s->store_bdev), p->run_len == 1,
+			&p->store_sector);
 	if (r) {
 		run_abandon(s, p);
 		return -1;
@@ -1075,8 +1135,10 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	 * Not copied: read the real device, tracked until the read ends. A
 	 * copy that ends from now on sees the read and waits for it; one
 	 * that ended before put its exception in the table before it took
-	 * the lock. The rest of the bio is looked up after, unlocked; its
-	 * chunks stay tracked even if the bio is cut short before them.
+	 * the lock. The rest of the bio is looked up after, unlocked, and
+	 * where it is cut short the chunks after the cut stop being tracked
+	 * again: a copy of them that saw the read is released, or a stream
+	 * of such reads could hold it for ever.
 	 */
 	spin_lock_irq(&s->lock);
 	e = exception_find(s, first);
@@ -1092,6 +1154,15 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	for (c = first + 1; c <= last; c++)
 		if (exception_find(s, c))
 			break;
+	if (c <= last) {
+		HLIST_HEAD(released);
+
+		spin_lock_irq(&s->lock);
+		io->last = c - 1;
+		__release_drained(s, c, last, &released);
+		spin_unlock_irq(&s->lock);
+		pendings_free(s, &released);
+	}
 	end = (sector_t)c << s->chunk_shift;
 	if (end < bio_end_sector(bio))
 		dm_accept_partial_bio(bio, end - sector);
@@ -1106,28 +1177,16 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
  */
 static bool snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 {
-	struct blksnap_pending *p;
-	struct hlist_node *tmp;
 	HLIST_HEAD(released);
-	unsigned long flags, c;
+	unsigned long flags;
 	bool valid;
 
 	spin_lock_irqsave(&s->lock, flags);
 	list_del(&io->node);
-	for (c = io->first; s->draining && c <= io->last; c++) {
-		p = __pending_find(s, c);
-		if (!p || !p->copied || __reads_overlap(s, c))
-			continue;
-		s->draining--;
-		__pending_release(s, p);
-		hlist_add_head(&p->node, &released);
-	}
+	__release_drained(s, io->first, io->last, &released);
 	valid = s->state == SNAP_VALID;
 	spin_unlock_irqrestore(&s->lock, flags);
-	if (!hlist_empty(&released))
-		queue_work(blksnap_wq, &s->retry_work);
-	hlist_for_each_entry_safe(p, tmp, &released, node)
-		pending_free(s, p);
+	pendings_free(s, &released);
 	return valid;
 }
 
@@ -1550,7 +1609,7 @@ static void snap_destroy(struct blksnap_snap *s)
 	mempool_exit(&s->pending_pool);
 	kvfree(s->copied);
 	store_put(s->store);
-	kfree(s);
+	kvfree(s);
 }
 
 static struct blksnap_snap *snap_create(struct dm_target *ti,
@@ -1564,7 +1623,7 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	struct blksnap_snap *s;
 	unsigned int i;
 
-	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	s = kvzalloc(sizeof(*s), GFP_KERNEL);
 	if (!s)
 		return ERR_PTR(-ENOMEM);
 	s->t = t;
@@ -1601,12 +1660,12 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	INIT_DELAYED_WORK(&s->timeout_work, snap_timeout);
 
 	if (s->nr_chunks > BLKSNAP_MAX_CHUNKS) {
-		kfree(s);
+		kvfree(s);
 		return ERR_PTR(-E2BIG);
 	}
 	s->store = store_get(store_bdev->bd_dev);
 	if (!s->store) {
-		kfree(s);
+		kvfree(s);
 		return ERR_PTR(-ENOMEM);
 	}
 	s->copied = kvcalloc(BITS_TO_LONGS(s->nr_chunks), sizeof(long), GFP_KERNEL);
@@ -1626,7 +1685,7 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 		mempool_exit(&s->pending_pool);
 		kvfree(s->copied);
 		store_put(s->store);
-		kfree(s);
+		kvfree(s);
 		return ERR_PTR(r);
 	}
 	return s;
@@ -1634,7 +1693,7 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 nomem:
 	kvfree(s->copied);
 	store_put(s->store);
-	kfree(s);
+	kvfree(s);
 	return ERR_PTR(-ENOMEM);
 }
 

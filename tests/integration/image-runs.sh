@@ -74,6 +74,29 @@ check "the second segment's part is on /dev/vdb at 65536" \
 check_same "image equals the pre-image" $image $pre 4096
 check_same "origin equals the model" $origin $model 4096
 
+# ---- a stream of image reads cut short of a copied chunk -------------------
+# Four readers read chunks 5000-5001 of the image over and over, throttled
+# (cgroup io.max: 32 KiB/s of the real device for all four), so that reads
+# are always in flight. An origin write copies chunk 5001 while some of them
+# read it from the real device: its copy waits for those. The reads that
+# start after it are cut before 5001 (it has an exception now): they must
+# not keep its copy waiting, or the origin write waits for as long as the
+# reads go on.
+check "cgroup 'stream' reads $real at 32 KiB/s" cg_throttle stream $real rbps=32768
+cg_run stream fio --name=stream --filename=$image --direct=1 --ioengine=psync --numjobs=4 \
+	--rw=read --bs=8k --offset=$((5000 * 4096)) --size=8k --time_based --runtime=20 \
+	--output=/dev/null &
+reader=$!
+at_exit "stop_bg $reader"
+sleep 3
+t0=$(date +%s%N)
+check "origin: chunk 5001 written while the reads go on" \
+	model_dd $origin $model $((5001 * 4096)) 4096 direct
+ms=$((($(date +%s%N) - t0) / 1000000))
+note "the origin write took $ms ms; the reads go on for 20 s"
+check "it completed long before the reads end (< 8 s)" test $ms -lt 8000
+check "the image reader stopped" stop_bg $reader
+
 # ---- whole-chunk image writes need no copy ----------------------------------
 imodel=$IMG_TMP/imodel
 cp $pre $imodel
@@ -81,15 +104,15 @@ read -r r0 _ < <(io_count $real)
 check "image: 1 MiB write at 8 MiB (256 whole chunks)" model_dd $image $imodel $((8 * MiB)) $MiB direct
 read -r r1 _ < <(io_count $real)
 check_eq "no read of the real device for it" 0 $((r1 - r0))
-check_eq "copied_chunks is 1152 + 256" 1408 "$(image_field runimg 3)"
-check_eq "used_sectors is 9216 + 2048" 11264 "$(image_used runimg)"
+check_eq "copied_chunks is 1153 + 256" 1409 "$(image_field runimg 3)"
+check_eq "used_sectors is 9224 + 2048" 11272 "$(image_used runimg)"
 check "origin: 1 MiB over the same chunks" model_dd $origin $model $((8 * MiB)) $MiB direct
-check_eq "no copy for them: used_sectors stays 11264" 11264 "$(image_used runimg)"
+check_eq "no copy for them: used_sectors stays 11272" 11272 "$(image_used runimg)"
 # Partial first chunk (copied), a whole one (written at once), a partial last.
 check "image: 8 KiB at 12 MiB + 2 KiB" model_dd $image $imodel $((12 * MiB + 2048)) 8192 direct
-check_eq "copied_chunks is 1411" 1411 "$(image_field runimg 3)"
+check_eq "copied_chunks is 1412" 1412 "$(image_field runimg 3)"
 check "origin: 16 KiB over them" model_dd $origin $model $((12 * MiB)) 16384 direct
-check_eq "copied_chunks is 1412 (the fourth chunk copied for the origin)" 1412 "$(image_field runimg 3)"
+check_eq "copied_chunks is 1413 (the fourth chunk copied for the origin)" 1413 "$(image_field runimg 3)"
 check_same "image equals its model" $image $imodel 4096
 check_same "origin equals the model" $origin $model 4096
 
