@@ -19,6 +19,8 @@
 # Knobs (environment): BENCH_REPS (3), BENCH_RUNTIME_MS (per fio job, 1500),
 # BENCH_RAMP_MS (reads only, 300), BENCH_REGION_MB (128), BENCH_CHUNK
 # (sectors, 8), BENCH_SNAP_REPS (3), BENCH_QUICK=1 (one rep, short jobs).
+# The first writes run a second time with 64 KiB chunks (CHUNK64; not a knob,
+# its targets bs-first64 and dms-first64 are named after it).
 set -uo pipefail
 
 OUT=${VM_OUT:-/tmp/bench-out}
@@ -31,6 +33,7 @@ RT=${BENCH_RUNTIME_MS:-1500}
 RAMP=${BENCH_RAMP_MS:-300}
 REGION_MB=${BENCH_REGION_MB:-128}
 CHUNK=${BENCH_CHUNK:-8}
+CHUNK64=128                          # sectors: the second first-write set
 SNAP_REPS=${BENCH_SNAP_REPS:-3}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	REPS=1 RT=1000 RAMP=200 SNAP_REPS=1
@@ -74,10 +77,11 @@ log "prefilled ram0..ram3 ($((DEV_MB + 16)) MiB each)"
 emit "$(jq -cn --arg k "$(uname -r)" --arg fio "$(fio --version)" \
 	--argjson cpus "$(nproc)" --argjson mem "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" \
 	--argjson reps "$REPS" --argjson rt "$RT" --argjson ramp "$RAMP" \
-	--argjson region "$REGION_MB" --argjson chunk "$CHUNK" \
+	--argjson region "$REGION_MB" --argjson chunk "$CHUNK" --argjson chunk64 "$CHUNK64" \
 	'{kind:"env", kernel:$k, fio:$fio, cpus:$cpus, mem_kib:$mem, reps:$reps,
-	  runtime_s:($rt / 1000), ramp_s:($ramp / 1000), region_mib:$region, chunk_sectors:$chunk}')"
-log "kernel $(uname -r), $(nproc) CPUs, reps=$REPS runtime=${RT}ms region=${REGION_MB}MiB chunk=$CHUNK"
+	  runtime_s:($rt / 1000), ramp_s:($ramp / 1000), region_mib:$region, chunk_sectors:$chunk,
+	  chunk64_sectors:$chunk64}')"
+log "kernel $(uname -r), $(nproc) CPUs, reps=$REPS runtime=${RT}ms region=${REGION_MB}MiB chunk=$CHUNK (and $CHUNK64 for first writes)"
 
 # ---- fio -----------------------------------------------------------------
 # fio_run REP SEGMENT...: one fio process (starting processes is slow under
@@ -86,19 +90,49 @@ log "kernel $(uname -r), $(nproc) CPUs, reps=$REPS runtime=${RT}ms region=${REGI
 # order, and within a segment the sets take turns job by job (workload by
 # workload, queue depth by queue depth), so that the figures to be compared
 # are measured next to each other in time. A set is
-# "TARGET@DEV@RW:BS,RW:BS...@MODE", one job per workload and queue depth:
+# "TARGET@DEV@RW:BS,RW:BS...@MODE[@CHUNK]", one job per workload and queue
+# depth; CHUNK (sectors, default $CHUNK) is the chunk of the snapshot that the
+# set's writes go through: the "chunk" field of its results and, in MODE
+# first, the layout of its writes:
 #   MODE ""       time-based over the first REGION_MB of DEV, reads with a ramp;
 #   MODE first    first writes after a fresh snapshot: the set's jobs get
-#                 consecutive, disjoint regions of DEV (4K jobs REGION_MB/2
-#                 each, 1M jobs 3*REGION_MB/2 each: 4*REGION_MB in all), are
+#                 consecutive, disjoint regions of DEV (4*REGION_MB in all), are
 #                 bounded by their region and the runtime, not time-based, and
-#                 use fio's random map: each block is written at most once, so
-#                 every write finds its chunk untouched since the snapshot;
+#                 every write finds its chunk untouched since the snapshot.
+#                 With 4 KiB chunks, 4K jobs get REGION_MB/2 each, 1M jobs
+#                 3*REGION_MB/2 each, and use fio's random map: each block is
+#                 written at most once. With larger chunks, a write smaller
+#                 than a chunk copies the whole chunk, so a 4K job uses up its
+#                 region 16 times as fast (64 KiB chunks) as with 4 KiB chunks:
+#                 every job gets REGION_MB (each copies about as much), and a
+#                 job whose writes are smaller than a chunk replays a log of one
+#                 write per chunk, at the chunk's start, in a random order (the
+#                 same each run) for random writes: with fio's random map most
+#                 of its writes would find their chunk copied by an earlier
+#                 one, and fio's blockalign turns the random map off. Such
+#                 sets' jobs copy their whole region whatever they write, and
+#                 end before the runtime (0.5 to 1 s under emulation);
 #   MODE precopy  one unmeasured sequential write of the first REGION_MB, so
 #                 that every chunk in it is copied (no workloads).
+bytes() { case $1 in *k) echo $((${1%k} * 1024)) ;; *m) echo $((${1%m} * 1048576)) ;; *) echo "$1" ;; esac; }
+# iolog_per_chunk LOG DEV RW BS OFFSET_MB SIZE_MB CHUNK: a fio replay log of one
+# BS-byte write at the start of each CHUNK-sector chunk of the region, in a
+# random order for random writes (srand(1): the same each run)
+iolog_per_chunk() {
+	awk -v dev="$2" -v rnd="$([[ $3 == rand* ]] && echo 1 || echo 0)" -v bs="$(bytes "$4")" \
+		-v off="$(($5 * 1048576))" -v n="$(($6 * 2048 / $7))" -v cs="$(($7 * 512))" '
+	BEGIN {
+		srand(1)
+		for (i = 0; i < n; i++) a[i] = i
+		if (rnd) for (i = n - 1; i > 0; i--) { j = int(rand() * (i + 1)); t = a[i]; a[i] = a[j]; a[j] = t }
+		printf "fio version 2 iolog\n%s add\n%s open\n", dev, dev
+		for (i = 0; i < n; i++) printf "%s write %.0f %d\n", dev, off + a[i] * cs, bs
+		printf "%s close\n", dev
+	}' > "$1"
+}
 fio_run() {
-	local rep=$1 seg set target dev list mode w rw bs qd size jf=/tmp/bench.fio
-	local -A off
+	local rep=$1 seg set target dev list mode chunk w rw bs qd size jf=/tmp/bench.fio iolog chunks
+	local -A off tchunk
 	shift
 	{
 		printf '[global]\nthread\ndirect=1\nioengine=libaio\nruntime=%sms\nnorandommap=0\nrandrepeat=1\n' "$RT"
@@ -106,13 +140,14 @@ fio_run() {
 			# the workloads of the segment, in order of first mention
 			local wls=()
 			for set in $seg; do
-				IFS=@ read -r target dev list mode <<< "$set"
+				IFS=@ read -r target dev list mode chunk <<< "$set"
+				tchunk[$target]=${chunk:-$CHUNK}
 				for w in ${list//,/ }; do
 					[[ " ${wls[*]} " == *" $w "* ]] || wls+=("$w")
 				done
 			done
 			for set in $seg; do
-				IFS=@ read -r target dev list mode <<< "$set"
+				IFS=@ read -r target dev list mode chunk <<< "$set"
 				[ "$mode" = precopy ] || continue
 				printf '\n[precopy:%s]\nstonewall\nfilename=%s\nrw=write\nbs=1m\niodepth=16\n' "$target" "$dev"
 				printf 'offset=0\nsize=%sM\nruntime=0\n' "$REGION_MB"
@@ -121,13 +156,24 @@ fio_run() {
 				rw=${w%%:*} bs=${w##*:}
 				for qd in $QDS; do
 					for set in $seg; do
-						IFS=@ read -r target dev list mode <<< "$set"
+						IFS=@ read -r target dev list mode chunk <<< "$set"
+						chunk=${chunk:-$CHUNK}
 						[[ ",$list," == *",$w,"* ]] || continue
 						printf '\n[%s:%s:%s:%s]\nstonewall\nfilename=%s\nrw=%s\nbs=%s\niodepth=%s\n' \
 							"$target" "$rw" "$bs" "$qd" "$dev" "$rw" "$bs" "$qd"
 						if [ "$mode" = first ]; then
-							case $bs in 4k) size=$((REGION_MB / 2)) ;; *) size=$((REGION_MB * 3 / 2)) ;; esac
+							if [ $((chunk * 512)) -gt 4096 ]; then
+								size=$REGION_MB
+							else
+								case $bs in 4k) size=$((REGION_MB / 2)) ;; *) size=$((REGION_MB * 3 / 2)) ;; esac
+							fi
+							# offset and size are for the record only when replaying
 							printf 'offset=%sM\nsize=%sM\n' "${off[$target]:-0}" "$size"
+							if [ "$(bytes "$bs")" -lt $((chunk * 512)) ]; then
+								iolog=/tmp/bench-$target-$rw-$bs-$qd.iolog
+								iolog_per_chunk "$iolog" "$dev" "$rw" "$bs" "${off[$target]:-0}" "$size" "$chunk"
+								printf 'read_iolog=%s\n' "$iolog"
+							fi
 							off[$target]=$((${off[$target]:-0} + size))
 						else
 							printf 'offset=0\nsize=%sM\ntime_based\n' "$REGION_MB"
@@ -138,28 +184,38 @@ fio_run() {
 			done
 		done
 	} > "$jf"
+	chunks=$(for target in "${!tchunk[@]}"; do printf '{"%s":%s}\n' "$target" "${tchunk[$target]}"; done | jq -cs 'add // {}')
 	log "fio: $(grep -c '^\[.*:' "$jf") jobs"
 	fio --output-format=json "$jf" > /tmp/bench.json 2>/tmp/bench.err ||
 		{ log "fio failed: $(head -c 500 /tmp/bench.err)"; return 1; }
-	jq -c --argjson rep "$rep" --argjson chunk "$CHUNK" '
+	# A replayed job (read_iolog) leaves the completions of its last iodepth-1
+	# writes out of io_bytes and bw_bytes, though not out of iops and the
+	# runtime (fio 3.33): take its bytes from its I/O count instead.
+	jq -c --argjson rep "$rep" --argjson chunk "$CHUNK" --argjson chunks "$chunks" '
+		def bytes: if test("k$") then (.[:-1] | tonumber) * 1024
+			elif test("m$") then (.[:-1] | tonumber) * 1048576 else tonumber end;
 		.jobs[] | select(.jobname | startswith("precopy:") | not) |
 		(.jobname | split(":")) as [$t, $rw, $bs, $qd] |
 		(if ($rw | test("read")) then .read else .write end) as $d |
-		{kind:"fio", target:$t, rw:$rw, bs:$bs, qd:($qd | tonumber), rep:$rep, chunk:$chunk,
+		(.["job options"].read_iolog != null) as $replay |
+		{kind:"fio", target:$t, rw:$rw, bs:$bs, qd:($qd | tonumber), rep:$rep, chunk:($chunks[$t] // $chunk),
 		 offset:(.["job options"].offset // "0"), size:.["job options"].size,
-		 iops:$d.iops, bw_bytes:$d.bw_bytes, io_bytes:$d.io_bytes,
+		 iops:$d.iops,
+		 bw_bytes:(if $replay then $d.iops * ($bs | bytes) else $d.bw_bytes end),
+		 io_bytes:(if $replay then $d.total_ios * ($bs | bytes) else $d.io_bytes end),
 		 runtime_ms:$d.runtime, lat_mean_ns:$d.lat_ns.mean,
-		 clat_p99_ns:($d.clat_ns.percentile["99.000000"] // null), errors:.error}' \
+		 clat_p99_ns:($d.clat_ns.percentile["99.000000"] // null), errors:.error} +
+		(if $replay then {one_write_per_chunk:true} else {} end)' \
 		/tmp/bench.json | tee -a "$RES" | cut -c1-160 | sed "s/^/  /"
 }
 
 dm_create() { dmsetup create "$1" --table "$2" || die "dmsetup create $1: $2"; }
 dm_remove() { dmsetup remove --retry "$1" >/dev/null || die "dmsetup remove $1"; }
 
-image_create() { dm_create bench-image "0 $SZ blksnap-image /dev/ram0 /dev/ram1 $CHUNK"; }
-dms_create() { # the way LVM does it: suspend the origin around the snapshot's creation
+image_create() { dm_create bench-image "0 $SZ blksnap-image /dev/ram0 /dev/ram1 ${1:-$CHUNK}"; } # [chunk]
+dms_create() { # [chunk]; the way LVM does it: suspend the origin around the snapshot's creation
 	dmsetup suspend bench-dms-origin || die "suspend dms origin"
-	dm_create bench-dms-snap "0 $SZ snapshot /dev/ram2 /dev/ram3 N $CHUNK"
+	dm_create bench-dms-snap "0 $SZ snapshot /dev/ram2 /dev/ram3 N ${1:-$CHUNK}"
 	dmsetup resume bench-dms-origin || die "resume dms origin"
 }
 # Check that a snapshot survived the runs (a full or failed store would turn
@@ -210,6 +266,19 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	fio_run "$rep" "bs-first@$B/bench-origin@$WRITES@first dms-first@$B/bench-dms-origin@$WRITES@first"
 	check_valid bench-image bs-first "$rep"
 	check_valid bench-dms-snap dms-first "$rep"
+	dm_remove bench-image
+	dm_remove bench-dms-snap
+
+	# 3b. the same with 64 KiB chunks: a fresh image and snapshot, so that
+	# the same regions are untouched again; each set copies at most
+	# 4*REGION_MB (512 MiB) into its store (ram1, ram3: 16 MiB more), as
+	# in 3 (see MODE first). 10 to 15 s per rep: the jobs are bounded by
+	# their regions.
+	image_create "$CHUNK64"
+	dms_create "$CHUNK64"
+	fio_run "$rep" "bs-first64@$B/bench-origin@$WRITES@first@$CHUNK64 dms-first64@$B/bench-dms-origin@$WRITES@first@$CHUNK64"
+	check_valid bench-image bs-first64 "$rep"
+	check_valid bench-dms-snap dms-first64 "$rep"
 	dm_remove bench-image
 	dm_remove bench-dms-snap
 	dm_remove bench-dms-origin
