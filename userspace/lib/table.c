@@ -19,15 +19,25 @@ bool bs_target_version_ok(const uint32_t v[3])
 	return v[0] == BLKSNAP_TARGET_MAJOR && v[1] >= BLKSNAP_TARGET_MINOR_MIN;
 }
 
+/*
+ * The smallest power of two from @min up to @max that divides a device of
+ * @dev_sectors into at most @count units (@max if none does).
+ */
+static uint64_t unit_for(uint64_t dev_sectors, uint64_t min, uint64_t max,
+			 uint64_t count)
+{
+	uint64_t unit = min;
+
+	while (unit < max && (dev_sectors + unit - 1) / unit > count)
+		unit <<= 1;
+	return unit;
+}
+
 uint64_t bs_default_tracking_block(uint64_t sectors)
 {
-	uint64_t tbs = BS_TRACKING_DEFAULT_MIN;
-
 	/* The smallest power of two >= 128 that keeps <= 2^21 blocks. */
-	while (tbs < (UINT64_C(1) << 62) &&
-	       (sectors + tbs - 1) / tbs > BS_TRACKING_MAX_BLOCKS)
-		tbs <<= 1;
-	return tbs;
+	return unit_for(sectors, BS_TRACKING_DEFAULT_MIN, UINT64_C(1) << 62,
+			BS_TRACKING_MAX_BLOCKS);
 }
 
 int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
@@ -38,10 +48,9 @@ int bs_check_tracking_block(struct blksnap_ctx *ctx, uint64_t sectors,
 	if (!bs_is_pow2(sectors) || sectors < BS_TRACKING_MIN)
 		return blksnap_check_size(ctx, BLKSNAP_SIZE_TRACKING_BLOCK, sectors * BLKSNAP_SECTOR_SIZE);
 	if (dev_sectors && (dev_sectors + sectors - 1) / sectors > BS_TRACKING_MAX_BLOCKS) {
-		uint64_t min = BS_TRACKING_MIN;
+		uint64_t min = unit_for(dev_sectors, BS_TRACKING_MIN, UINT64_C(1) << 62,
+					BS_TRACKING_MAX_BLOCKS);
 
-		while ((dev_sectors + min - 1) / min > BS_TRACKING_MAX_BLOCKS)
-			min <<= 1;
 		return bs_err(ctx, EINVAL, "tracking block %s gives more than %llu blocks for a device of %s: use at least %s",
 			      blksnap_format_size(sectors * BLKSNAP_SECTOR_SIZE, a, sizeof(a)),
 			      BS_TRACKING_MAX_BLOCKS,
@@ -61,23 +70,17 @@ int bs_check_chunk(struct blksnap_ctx *ctx, uint64_t sectors)
 
 uint64_t bs_default_chunk(uint64_t dev_sectors)
 {
-	uint64_t chunk = BS_CHUNK_MIN;
-
-	while (chunk < BS_CHUNK_MAX && (dev_sectors + chunk - 1) / chunk > BS_CHUNKS_DEFAULT_MAX)
-		chunk <<= 1;
-	return chunk;
+	return unit_for(dev_sectors, BS_CHUNK_MIN, BS_CHUNK_MAX, BS_CHUNKS_DEFAULT_MAX);
 }
 
 int bs_check_chunk_count(struct blksnap_ctx *ctx, uint64_t sectors,
 			 uint64_t dev_sectors)
 {
 	char a[32], b[32], c[32];
-	uint64_t min = BS_CHUNK_MIN;
+	uint64_t min = unit_for(dev_sectors, BS_CHUNK_MIN, BS_CHUNK_MAX, BS_CHUNKS_MAX);
 
 	if (!sectors || (dev_sectors + sectors - 1) / sectors <= BS_CHUNKS_MAX)
 		return 0;
-	while (min < BS_CHUNK_MAX && (dev_sectors + min - 1) / min > BS_CHUNKS_MAX)
-		min <<= 1;
 	return bs_err(ctx, EINVAL, "chunk %s gives more than %llu chunks for a device of %s: use at least %s, or leave --chunk out",
 		      blksnap_format_size(sectors * BLKSNAP_SECTOR_SIZE, a, sizeof(a)),
 		      BS_CHUNKS_MAX,
