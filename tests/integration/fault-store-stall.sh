@@ -105,19 +105,31 @@ check_eq "origin state says the merge failed" "merge_failed 0/1" "$(status_field
 
 # --- (c) a merge that starts while an image write's copy is held --------------
 # While the merge waits for that copy, its progress must not read as done
-# (0/0 would tell userspace to remove the image).
-check "blksnap-image again, copy_timeout 5" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 5
+# (0/0 would tell userspace to remove the image). Each step waits for the
+# kernel's state, not for a sleep: on a loaded host a process can take
+# seconds to start.
+check "blksnap-image again, copy_timeout 10" image_create ssimg $real /dev/mapper/ssstore 8 copy_timeout 10
 check "store suspended" dmsetup suspend --nolockfs ssstore
 at_exit "dmsetup resume ssstore || true" # a failed check must not leave the removals hanging
+used0=$(image_used ssimg)
 # Half a chunk: a write of whole chunks needs no copy (it would go to the
 # store at once, and the merge would wait for it as image I/O: merge-safety).
 dd if=$pat of=$image bs=2048 count=1 seek=18 oflag=direct status=none &
 iw=$!
-sleep 1
+ok=0
+for _ in $(seq 100); do
+	[ "$(image_used ssimg)" = "$used0" ] || { ok=1; break; }
+	sleep 0.1
+done
+check "the image write's copy holds store space (it started)" test $ok -eq 1
 dmsetup message ssorig 0 merge &
 merger=$!
-sleep 1
-st=$(status_field ssorig 5)
+st=-
+for _ in $(seq 100); do
+	st=$(status_field ssorig 5)
+	[ "$st" = - ] || break
+	sleep 0.1
+done
 note "origin state while the merge waits for the copy: $st"
 check "the merge does not read as done while it starts ($st)" \
 	sh -c "case '$st' in 'merge '*) d='${st#merge }'; [ \"\${d%/*}\" != \"\${d#*/}\" ] ;; *) exit 1 ;; esac"
