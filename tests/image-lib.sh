@@ -47,15 +47,19 @@ image_create() { # image_create NAME REAL STORE CHUNK [OPT...]
 	dm_create "$name" "$(image_table "$@")"
 }
 
-image_field() { # image_field NAME N
-	dmsetup status "$1" | cut -d' ' -f4- | cut -d' ' -f"$2"
+image_field() { # image_field NAME N (or N-M): the image's INFO fields
+	local l
+	l=$(dmsetup status "$1") || return
+	info_fields "$2" "$l"
 }
 
-image_used() { image_field "$1" 1 | cut -d/ -f1; }
-image_store_sectors() { image_field "$1" 1 | cut -d/ -f2; }
+image_used() { local u; u=$(image_field "$1" 1) || return; echo "${u%/*}"; }
+image_store_sectors() { local u; u=$(image_field "$1" 1) || return; echo "${u#*/}"; }
 
 dm_events() { # dm_events NAME
-	dmsetup info -c --noheadings -o events "$1" | tr -d ' '
+	local e
+	e=$(dmsetup info -c --noheadings -o events "$1") || return
+	echo "${e// /}"
 }
 
 linear_create() { # linear_create NAME DEV START LEN [DEV START LEN]...
