@@ -38,7 +38,7 @@ BLKSNAP_WERROR ?= y
 LDFLAGS ?=
 CPPFLAGS ?=
 BLKSNAP_CFLAGS := -std=c11 -Wall -Wextra $(if $(filter y,$(BLKSNAP_WERROR)),-Werror) -D_GNU_SOURCE \
-	-I$(TOP)/include -I$(TOP)/userspace/lib -DBLKSNAP_VERSION=\"$(VERSION)\"
+	-I$(TOP)/include -I$(TOP)/userspace/lib -I$(TOP)/drivers/md -DBLKSNAP_VERSION=\"$(VERSION)\"
 LDLIBS_LIB := -ldevmapper -lblkid -pthread
 # Exported symbols and their version node.
 LIB_SYMS := $(TOP)/userspace/lib/libblksnap.sym

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libblksnap private: the metadata device of persistent change tracking
- * (meta.c; the format is include/dm-blksnap-meta.h).
+ * (meta.c; the format is drivers/md/dm-blksnap-meta.h).
  */
 #ifndef BLKSNAP_META_H
 #define BLKSNAP_META_H
