@@ -15,7 +15,8 @@ image=/dev/mapper/dimg
 size=$(blockdev --getsize64 $real)
 fio_len=$((48 << 20)) # fio: bytes 0..48M; model-tracked dd: 48M..end
 fio_mb=16 # each job's share of its 16M slice
-! debug_kernel || fio_mb=6
+rounds=20 # of the model-tracked dd writes
+! debug_kernel || { fio_mb=6 rounds=10; }
 model_off=$fio_len
 model_len=$((size - model_off))
 require_target blksnap-origin
@@ -53,7 +54,7 @@ done
 # Model-tracked dd writes on 64M..end, in step with the model copy.
 rnd() { echo $(((RANDOM << 15 | RANDOM) % $1)); } # 0..N-1
 n=0
-for ((i = 0; i < 20; i++)); do
+for ((i = 0; i < rounds; i++)); do
 	# 512 bytes, direct, at an odd sector
 	off=$((model_off + $(rnd $((model_len / 1024))) * 1024 + 512))
 	model_dd $origin $model $off 512 direct
