@@ -21,6 +21,7 @@
 
 #ifdef __KERNEL__
 #include <linux/types.h>
+#include <linux/compiler.h>
 typedef __le32 bsm_le32;
 typedef __le64 bsm_le64;
 #else
@@ -28,6 +29,9 @@ typedef __le64 bsm_le64;
 typedef uint8_t __u8;
 typedef uint32_t bsm_le32;
 typedef uint64_t bsm_le64;
+#ifndef __packed
+#define __packed __attribute__((__packed__))
+#endif
 #endif
 
 #define BLKSNAP_META_BLOCK	4096
@@ -65,7 +69,7 @@ struct blksnap_meta_sb {
 	bsm_le64 nr_blocks;	/* tracking blocks */
 	bsm_le64 dev_sectors;	/* the real device's size */
 	char metadata_id[BLKSNAP_META_ID_LEN]; /* NUL-padded */
-} __attribute__((packed));
+} __packed;
 
 /* The header of map and intent blocks. */
 struct blksnap_meta_hdr {
@@ -75,7 +79,7 @@ struct blksnap_meta_hdr {
 	bsm_le64 seq;		/* intent blocks: the commit sequence */
 	bsm_le32 index;		/* the block's index in its area */
 	bsm_le32 reserved;
-} __attribute__((packed));
+} __packed;
 
 #define BLKSNAP_META_ENTRIES \
 	(BLKSNAP_META_BLOCK - sizeof(struct blksnap_meta_hdr))

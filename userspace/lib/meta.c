@@ -8,6 +8,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,25 +20,30 @@ _Static_assert(sizeof(struct blksnap_meta_sb) <= BLKSNAP_META_BLOCK,
 	       "the superblock fits one block");
 _Static_assert(sizeof(struct blksnap_meta_hdr) == 32, "32-byte block header");
 
-/* CRC-32C, reflected polynomial 0x82f63b78, bit by bit in a table. */
+static uint32_t crc_table[256];
+
+static void crc_table_init(void)
+{
+	for (uint32_t n = 0; n < 256; n++) {
+		uint32_t c = n;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[n] = c;
+	}
+}
+
+/* CRC-32C, reflected polynomial 0x82f63b78, a byte at a time. */
 uint32_t bs_crc32c(const void *buf, size_t len)
 {
-	static uint32_t table[256];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const uint8_t *p = buf;
 	uint32_t crc = ~0u;
 	size_t i;
 
-	if (!table[1]) {
-		for (uint32_t n = 0; n < 256; n++) {
-			uint32_t c = n;
-
-			for (int k = 0; k < 8; k++)
-				c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-			table[n] = c;
-		}
-	}
+	pthread_once(&once, crc_table_init);
 	for (i = 0; i < len; i++)
-		crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 
