@@ -37,6 +37,8 @@
 #                                 I/O through DEV that is also recorded in the model
 #   kmsg_mark / kmsg_since_mark   the kernel log lines written after the mark
 #   kmsg_logged PATTERN           such a line matches PATTERN
+#   vm_crash                      end the guest now, as a power cut would: no sync, no
+#                                 at_exit (tests/vm/run --boots boots the next guest)
 
 if [ -z "${BLKSNAP_TOP:-}" ]; then
 	BLKSNAP_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -476,4 +478,11 @@ kmsg_since_mark() {
 
 kmsg_logged() { # kmsg_logged PATTERN: a line since the mark matches (grep -i)
 	kmsg_since_mark | grep -qi -- "$1"
+}
+
+vm_crash() { # vm_crash: the guest ends now; what is not on the disks is lost
+	: > "$VM_OUT/crash" || die "cannot tell the harness about the crash"
+	echo b > /proc/sysrq-trigger
+	sleep 60
+	die "the guest is still running after sysrq-b"
 }
