@@ -52,23 +52,31 @@ for i in 1 2 3; do
 done
 
 # Model-tracked dd writes on 64M..end, in step with the model copy.
-rnd() { echo $(((RANDOM << 15 | RANDOM) % $1)); } # 0..N-1
+# R=0..N-1 without a subshell: a fork costs about 0.5 s on the debug kernel.
+rnd() { R=$(((RANDOM << 15 | RANDOM) % $1)); }
 n=0
 for ((i = 0; i < rounds; i++)); do
 	# 512 bytes, direct, at an odd sector
-	off=$((model_off + $(rnd $((model_len / 1024))) * 1024 + 512))
+	rnd $((model_len / 1024))
+	off=$((model_off + R * 1024 + 512))
 	model_dd $origin $model $off 512 direct
 	# straddling a chunk boundary: 512..chunk+4K bytes, direct
-	c=$(((model_off + cb + $(rnd $((model_len - 3 * cb)))) / cb))
-	len=$((512 * (2 + $(rnd $(((cb + 4096) / 512 - 1))))))
-	model_dd $origin $model $((c * cb - 512 * (1 + $(rnd $((len / 512 - 1)))))) $len direct
+	rnd $((model_len - 3 * cb))
+	c=$(((model_off + cb + R) / cb))
+	rnd $(((cb + 4096) / 512 - 1))
+	len=$((512 * (2 + R)))
+	rnd $((len / 512 - 1))
+	model_dd $origin $model $((c * cb - 512 * (1 + R))) $len direct
 	# byte-unaligned, buffered, then fsync
-	off=$((model_off + $(rnd $((model_len - 20000)))))
-	model_dd $origin $model $off $((1 + $(rnd 10000)))
+	rnd $((model_len - 20000))
+	off=$((model_off + R))
+	rnd 10000
+	model_dd $origin $model $off $((1 + R))
 	n=$((n + 3))
 	if ((i % 10 == 0)); then
 		# 1 MiB, direct, 4 KiB aligned
-		off=$((model_off + $(rnd $(((model_len - (1 << 20)) / 4096))) * 4096))
+		rnd $(((model_len - (1 << 20)) / 4096))
+		off=$((model_off + R * 4096))
 		model_dd $origin $model $off $((1 << 20)) direct
 		n=$((n + 1))
 	fi

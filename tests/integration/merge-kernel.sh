@@ -158,7 +158,6 @@ new_image() { # new_image: a snapshot of the origin as it is (== $pre)
 
 # ---- 1. merge with no concurrent I/O ---------------------------------------
 note "1. merge with no I/O during it"
-cp $pre $omodel
 check "image 1 created" new_image
 snap1=$M_LAST_TAKE
 check "origin: $(nw 80) random writes" random_writes $origin $omodel "$(nw 80)"
