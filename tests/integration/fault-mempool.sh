@@ -1,6 +1,6 @@
 #!/bin/bash
 # copy-on-write and merge make progress when the pending pool's slab fails every allocation (failslab): many 64 KiB writers on fresh chunks, then a merge, no hang, data exact
-# vm: --disks 2 --disk-size 256M --timeout 900 --append slab_nomerge
+# vm: --disks 2 --disk-size 128M --timeout 900 --append slab_nomerge
 # lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
