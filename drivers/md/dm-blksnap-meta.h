@@ -30,7 +30,7 @@ typedef uint8_t __u8;
 typedef uint32_t bsm_le32;
 typedef uint64_t bsm_le64;
 #ifndef __packed
-#define __packed __attribute__((__packed__))
+#error "define __packed first (userspace/lib/meta.h does)"
 #endif
 #endif
 

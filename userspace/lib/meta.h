@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+/* The kernel's name for it, which the shared format header uses. */
+#ifndef __packed
+#define __packed __attribute__((__packed__))
+#endif
 #include "dm-blksnap-meta.h"
 #include "internal.h"
 
