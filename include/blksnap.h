@@ -28,7 +28,8 @@
  *  - Strings and arrays returned inside result structures are owned by the
  *    structure and released by its _free() function.
  *
- * ABI (soname libblksnap.so.1, symbol version LIBBLKSNAP_1.0)
+ * ABI (soname libblksnap.so.1, symbol versions LIBBLKSNAP_1.0 and, for
+ * what persistent change tracking added, LIBBLKSNAP_1.1)
  *  - A struct with a "size" member is allocated by the caller, who sets
  *    size = sizeof(struct ...) before passing it (the library reads and
  *    writes only that many bytes, so that a later library can add members
@@ -262,6 +263,21 @@ int blksnap_parse_image_status(struct blksnap_ctx *ctx, const char *line,
 			       struct blksnap_image_status *st);
 /* "-", "snap", "merge", "merge_failed"; "valid", "overflow", "failed", "merging". */
 const char *blksnap_origin_state_name(enum blksnap_origin_state state);
+
+/*
+ * Persistent change tracking: an origin attached with a CBT metadata
+ * device keeps its maps there, so that they survive reboots and crashes.
+ * Its status line has two more words, "pcbt=<state> why=<reason>".
+ */
+enum blksnap_persistence {
+	BLKSNAP_PERSIST_NONE,		/* no metadata device: the maps are in memory */
+	BLKSNAP_PERSIST_OK,		/* "pcbt=ok" */
+	BLKSNAP_PERSIST_FAILED,		/* "pcbt=failed": a metadata write failed;
+					   the next load starts a new generation */
+	BLKSNAP_PERSIST_DETACHED,	/* "pcbt=detached": cbt_detach was sent */
+};
+/* "none", "ok", "failed", "detached" (LIBBLKSNAP_1.1). */
+const char *blksnap_persistence_name(enum blksnap_persistence p);
 const char *blksnap_image_state_name(enum blksnap_image_state state);
 
 /*---- Origins ----*/
@@ -281,7 +297,22 @@ struct blksnap_origin {
 	char *image;		/* that image's dm name, or NULL */
 	char *fs_type;		/* filesystem found on the origin, or NULL */
 	char *fs_uuid;
-	uint64_t reserved[4];
+	union {
+		/*
+		 * Persistent change tracking (LIBBLKSNAP_1.1, in what were
+		 * reserved words: a 1.0 library leaves them zero, which reads
+		 * as NONE). new_generation_reason is "" when the generation
+		 * continued from the metadata device (or without one), else
+		 * the kernel's word for why a new one started: "new",
+		 * "device", "checksum", "detached", "replaced", "failed" or
+		 * another short word (treat it as an opaque string).
+		 */
+		struct {
+			uint32_t persistence;	/* enum blksnap_persistence */
+			char new_generation_reason[28];
+		} pcbt;
+		uint64_t reserved[4];
+	};
 };
 
 /*
@@ -293,8 +324,65 @@ struct blksnap_origin {
  */
 int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		   uint64_t tracking_block_bytes, struct blksnap_origin **out);
+
+/* Flags of blksnap_attach_options. */
+#define BLKSNAP_ATTACH_FORCE 0x1	/* see cbt_metadata below */
+
+/* The options of blksnap_attach_opts() (LIBBLKSNAP_1.1). */
+struct blksnap_attach_options {
+	size_t size;			/* sizeof(struct blksnap_attach_options) */
+	unsigned int flags;		/* BLKSNAP_ATTACH_FORCE */
+	uint64_t tracking_block_bytes;	/* 0: the default, or the metadata's */
+	/*
+	 * Persistent change tracking: a block device (path, UUID=, LABEL=
+	 * ..., or a dm name) for the CBT maps, NULL: in memory only. It must
+	 * not be, overlap or be stacked on the device attached (nor be a
+	 * loop device over a file on it), be in use, or be another origin's
+	 * metadata. Without valid metadata on it, it is formatted (refused
+	 * with -EEXIST when it carries a signature, unless
+	 * BLKSNAP_ATTACH_FORCE); metadata of this device for another size or
+	 * tracking block size is formatted again (a new generation); metadata
+	 * of another device is refused with -EEXIST unless
+	 * BLKSNAP_ATTACH_FORCE. Too small: -ENOSPC, naming the size needed.
+	 */
+	const char *cbt_metadata;
+	/*
+	 * The device's identity kept in the metadata (at most 127 printable
+	 * characters, no blanks), NULL: the dm UUID of a dm device, else its
+	 * /dev/disk/by-id name (wwn-, then nvme-eui./nvme-uuid., then any
+	 * other); -EINVAL when there is none.
+	 */
+	const char *cbt_metadata_id;
+};
+
 /*
- * Undo attach; refused while a snapshot image exists on the origin. A
+ * blksnap_attach() with options (@opts NULL: the defaults). Unknown flags,
+ * and a larger struct (a later header) with a member set that this
+ * library does not know, are refused with -EINVAL.
+ */
+int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
+			const struct blksnap_attach_options *opts,
+			struct blksnap_origin **out);
+
+/*
+ * Write the CBT maps of the origin on @device to its metadata device and
+ * mark them clean: what a shutdown does before device-mapper is torn down
+ * (blksnap-cbt-close.service). Tracking goes on; a later write reopens the
+ * metadata. -EINVAL for an origin without a metadata device.
+ * (LIBBLKSNAP_1.1)
+ */
+int blksnap_cbt_close(struct blksnap_ctx *ctx, const char *device);
+/*
+ * blksnap_cbt_close() for every origin with a metadata device; *@closed
+ * (if not NULL) their number. Every origin is tried; the first failure is
+ * returned, with a message counting the failures. (LIBBLKSNAP_1.1)
+ */
+int blksnap_cbt_close_all(struct blksnap_ctx *ctx, size_t *closed);
+/*
+ * Undo attach; refused while a snapshot image exists on the origin. An
+ * origin with a CBT metadata device is sent cbt_detach first, so that the
+ * next attach starts a new generation: the device is written untracked
+ * meanwhile. A
  * detached dm device that the blksnaptab lists is not attached again by
  * blksnap_attach_tab() for that device alone (what the udev rule runs)
  * until it is attached by hand or the system restarts: the note is kept
@@ -314,13 +402,22 @@ void blksnap_origin_free(struct blksnap_origin *origin);
 /*
  * One line "<device> [<options>]" of a blksnaptab. <device> is a path, a dm
  * name or UUID=, LABEL=, PARTUUID=, PARTLABEL=<value>; <options> is "-" or
- * comma-separated, so far only tracking-block=SIZE. '#' starts a comment.
+ * comma-separated: tracking-block=SIZE, cbt-metadata=DEV (persistent change
+ * tracking, see blksnap_attach_options) and cbt-metadata-id=ID (only with
+ * cbt-metadata). '#' starts a comment.
  */
 struct blksnap_tab_entry {
 	char *device;
 	uint64_t tracking_block_bytes;	/* 0: the default */
 	unsigned int line;		/* its line number */
-	uint64_t reserved[2];
+	union {
+		/* cbt-metadata=DEV and cbt-metadata-id=ID, or NULL (LIBBLKSNAP_1.1) */
+		struct {
+			char *cbt_metadata;
+			char *cbt_metadata_id;
+		} pcbt;
+		uint64_t reserved[2];
+	};
 };
 
 struct blksnap_tab {

@@ -76,6 +76,55 @@ static void test_snapshot_number(void **state)
 	}
 }
 
+/* The pcbt=/why= words of an origin with metadata, after any state. */
+static void test_origin_pcbt(void **state)
+{
+	struct blksnap_origin_status st = { .size = sizeof(st) };
+	struct bs_origin_pcbt p;
+
+	(void)state;
+	/* Without them: an in-memory origin. */
+	memset(&p, 0x5a, sizeof(p));
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 1 -", &st, &p), 0);
+	assert_int_equal(p.state, BLKSNAP_PERSIST_NONE);
+	assert_string_equal(p.why, "");
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 1 - pcbt=ok why=-", &st, &p), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_IDLE);
+	assert_int_equal(p.state, BLKSNAP_PERSIST_OK);
+	assert_string_equal(p.why, "");
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 4 snap pcbt=ok why=replaced", &st, &p), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_SNAP);
+	assert_string_equal(p.why, "replaced");
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 2 merge 3/5 pcbt=failed why=new", &st, &p), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_MERGE);
+	assert_int_equal(st.merge_done_chunks, 3);
+	assert_int_equal(st.merge_total_chunks, 5);
+	assert_int_equal(p.state, BLKSNAP_PERSIST_FAILED);
+	assert_string_equal(p.why, "new");
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 2 merge_failed 3/5 pcbt=detached why=checksum", &st, &p), 0);
+	assert_int_equal(st.state, BLKSNAP_ORIGIN_MERGE_FAILED);
+	assert_int_equal(p.state, BLKSNAP_PERSIST_DETACHED);
+	assert_string_equal(p.why, "checksum");
+	/* An unknown reason is an opaque word, cut to fit. */
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 1 - pcbt=ok why=some_reason_that_is_much_too_long_to_fit", &st, &p), 0);
+	assert_string_equal(p.why, "some_reason_that_is_much_to");
+	/* Later fields after them are ignored; the public parser takes the line too. */
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 1 - pcbt=ok why=device more", &st, &p), 0);
+	assert_string_equal(p.why, "device");
+	assert_int_equal(blksnap_parse_origin_status(&ctx, "128 16384 " UUID " 2 merge 3/5 pcbt=ok why=-", &st), 0);
+	assert_int_equal(bs_parse_origin_info(&ctx, "128 16384 " UUID " 1 -", &st, NULL), 0);
+	/* Broken pcbt words. */
+	origin_bad("128 16384 " UUID " 1 - pcbt=ok");
+	origin_bad("128 16384 " UUID " 1 - pcbt=ok why=");
+	origin_bad("128 16384 " UUID " 1 - pcbt=ok reason=new");
+	origin_bad("128 16384 " UUID " 1 - pcbt=maybe why=-");
+	origin_bad("128 16384 " UUID " 2 merge 3/5 pcbt= why=-");
+	assert_string_equal(blksnap_persistence_name(BLKSNAP_PERSIST_NONE), "none");
+	assert_string_equal(blksnap_persistence_name(BLKSNAP_PERSIST_OK), "ok");
+	assert_string_equal(blksnap_persistence_name(BLKSNAP_PERSIST_FAILED), "failed");
+	assert_string_equal(blksnap_persistence_name(BLKSNAP_PERSIST_DETACHED), "detached");
+}
+
 /* The caller's size: a struct of an older, smaller layout is refused. */
 static void test_struct_size(void **state)
 {
@@ -258,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_origin_malformed),
 		cmocka_unit_test(test_trailing_fields),
 		cmocka_unit_test(test_snapshot_number),
+		cmocka_unit_test(test_origin_pcbt),
 		cmocka_unit_test(test_struct_size),
 		cmocka_unit_test(test_origin_fields),
 		cmocka_unit_test(test_origin_huge),

@@ -115,6 +115,40 @@ static void test_tab_bad_lines(void **state)
 	tab_bad("/dev/vda\n# x\n/dev/vda tracking-block=128K\n", "t:3: /dev/vda is listed on line 1 already");
 }
 
+/* The options of persistent CBT. */
+static void test_tab_pcbt(void **state)
+{
+	struct blksnap_tab *tab;
+
+	(void)state;
+	tab = tab_ok("/dev/vdb cbt-metadata=/dev/vdc\n"
+		     "UUID=1234 tracking-block=64K,cbt-metadata=PARTUUID=ab-cd,cbt-metadata-id=wwn-0x5\n"
+		     "/dev/vdd cbt-metadata-id=my-disk,cbt-metadata=LABEL=meta\n"
+		     "/dev/vde tracking-block=8K\n");
+	assert_int_equal(tab->n, 4);
+	assert_string_equal(tab->entries[0].pcbt.cbt_metadata, "/dev/vdc");
+	assert_null(tab->entries[0].pcbt.cbt_metadata_id);
+	assert_int_equal(tab->entries[1].tracking_block_bytes, 65536);
+	assert_string_equal(tab->entries[1].pcbt.cbt_metadata, "PARTUUID=ab-cd");
+	assert_string_equal(tab->entries[1].pcbt.cbt_metadata_id, "wwn-0x5");
+	assert_string_equal(tab->entries[2].pcbt.cbt_metadata, "LABEL=meta");
+	assert_string_equal(tab->entries[2].pcbt.cbt_metadata_id, "my-disk");
+	assert_null(tab->entries[3].pcbt.cbt_metadata);
+	assert_null(tab->entries[3].pcbt.cbt_metadata_id);
+	blksnap_tab_free(tab);
+
+	tab_bad("/dev/vdb cbt-metadata-id=x\n", "t:1: cbt-metadata-id goes with cbt-metadata");
+	tab_bad("/dev/vdb cbt-metadata=/dev/vdc,cbt-metadata=/dev/vdd\n", "t:1: cbt-metadata is given twice");
+	tab_bad("/dev/vdb cbt-metadata=/dev/vdc,cbt-metadata-id=a,cbt-metadata-id=b\n", "cbt-metadata-id is given twice");
+	tab_bad("/dev/vdb cbt-metadata=\n", "t:1: cbt-metadata has no value");
+	tab_bad("/dev/vdb cbt-metadata=/dev/vdc,cbt-metadata-id=a\\b\n", "t:1: cbt-metadata-id");
+	tab_bad("/dev/vdb tracking-block=8K,tracking-block=16K\n", "tracking-block is given twice");
+	tab_bad("/dev/vdb cbt-meta=/dev/vdc\n", "known: tracking-block=SIZE, cbt-metadata=DEV");
+	/* A bad line after a good one with strings: nothing leaks. */
+	tab_bad("/dev/vdb cbt-metadata=/dev/vdc,cbt-metadata-id=a\n/dev/vdb cbt-metadata=/dev/vdd\n",
+		"t:2: /dev/vdb is listed on line 1 already");
+}
+
 static void test_tab_default_name(void **state)
 {
 	struct blksnap_tab *tab = NULL;
@@ -169,6 +203,7 @@ int main(void)
 		cmocka_unit_test(test_tab_entries),
 		cmocka_unit_test(test_tab_paths_with_equals),
 		cmocka_unit_test(test_tab_bad_lines),
+		cmocka_unit_test(test_tab_pcbt),
 		cmocka_unit_test(test_tab_default_name),
 		cmocka_unit_test(test_tab_read),
 	};

@@ -181,6 +181,93 @@ static void test_parse_origin_table(void **state)
 	assert_non_null(strstr(ctx.errmsg, "blksnap-origin table"));
 }
 
+/* Persistent CBT: build, parse back, and the refusals. */
+static void test_origin_table_pcbt(void **state)
+{
+	struct bs_origin_opts o = { .tracking = 128, .metadata = "8:32", .metadata_id = "wwn-0x5000c500a1b2c3d4" };
+	struct bs_origin_table t;
+	char *params = NULL, id[200];
+
+	(void)state;
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), 0);
+	assert_string_equal(params, "8:16 6 tracking_block_sectors 128 metadata 8:32 metadata_id wwn-0x5000c500a1b2c3d4");
+	assert_int_equal(bs_parse_origin_params(&ctx, params, &t), 0);
+	free(params);
+	assert_int_equal(t.major, 8);
+	assert_int_equal(t.minor, 16);
+	assert_int_equal(t.tracking, 128);
+	assert_true(t.has_metadata);
+	assert_int_equal(t.meta_major, 8);
+	assert_int_equal(t.meta_minor, 32);
+	assert_string_equal(t.metadata_id, "wwn-0x5000c500a1b2c3d4");
+
+	/* Without metadata: as before, and has_metadata false. */
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &(struct bs_origin_opts){ .tracking = 256 }, &params), 0);
+	assert_string_equal(params, "8:16 2 tracking_block_sectors 256");
+	assert_int_equal(bs_parse_origin_params(&ctx, params, &t), 0);
+	free(params);
+	assert_false(t.has_metadata);
+	assert_string_equal(t.metadata_id, "");
+
+	/* Options in any order; unknown ones (a later minor version) are skipped. */
+	assert_int_equal(bs_parse_origin_params(&ctx, "253:1 6 metadata_id LVM-abc metadata 253:7 tracking_block_sectors 64", &t), 0);
+	assert_int_equal(t.tracking, 64);
+	assert_int_equal(t.meta_minor, 7);
+	assert_string_equal(t.metadata_id, "LVM-abc");
+	assert_int_equal(bs_parse_origin_params(&ctx, "253:1 4 future_opt x tracking_block_sectors 64", &t), 0);
+	assert_int_equal(t.tracking, 64);
+
+	/* Refused by the parser: one without the other, duplicates, a bad device, too long. */
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 4 tracking_block_sectors 128 metadata 8:32", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 4 tracking_block_sectors 128 metadata_id x", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 4 tracking_block_sectors 128 tracking_block_sectors 64", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 8 metadata 8:32 metadata_id x metadata 8:33 tracking_block_sectors 8", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 8 metadata 8:32 metadata_id x metadata_id y tracking_block_sectors 8", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 4 metadata sdc metadata_id x", &t), -EINVAL);
+	assert_int_equal(bs_parse_origin_params(&ctx, "8:16 5 metadata 8:32 metadata_id x", &t), -EINVAL);
+	memset(id, 'a', 128);
+	id[128] = '\0';
+	params = bs_strdupf("8:16 4 metadata 8:32 metadata_id %s", id);
+	assert_int_equal(bs_parse_origin_params(&ctx, params, &t), -EINVAL);
+	free(params);
+	id[127] = '\0';
+	params = bs_strdupf("8:16 4 metadata 8:32 metadata_id %s", id);
+	assert_int_equal(bs_parse_origin_params(&ctx, params, &t), 0);
+	free(params);
+	assert_int_equal(strlen(t.metadata_id), 127);
+
+	/* Refused by the builder. */
+	params = (char *)&ctx;
+	o.metadata_id = NULL;
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	assert_null(params);
+	assert_non_null(strstr(ctx.errmsg, "go together"));
+	o.metadata_id = "has blank";
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "blank"));
+	o.metadata_id = "tab\there";
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	o.metadata_id = "back\\slash";
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	o.metadata_id = "";
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	o.metadata_id = id;	/* 127 characters: the longest */
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), 0);
+	free(params);
+	id[127] = 'a';		/* 128 */
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "longer than 127"));
+	o.metadata_id = "ok";
+	o.tracking = 0;		/* the superblock's block size must be the table's */
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	assert_non_null(strstr(ctx.errmsg, "explicit tracking block"));
+	o.tracking = 128;
+	o.metadata = "8:32 x";
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+	o.metadata = NULL;
+	assert_int_equal(bs_origin_params_opts(&ctx, "8:16", &o, &params), -EINVAL);
+}
+
 static void test_parse_image_table(void **state)
 {
 	struct bs_image_table t;
@@ -278,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_image_params),
 		cmocka_unit_test(test_linear),
 		cmocka_unit_test(test_parse_origin_table),
+		cmocka_unit_test(test_origin_table_pcbt),
 		cmocka_unit_test(test_parse_image_table),
 		cmocka_unit_test(test_snapshot_names),
 		cmocka_unit_test(test_prefix),

@@ -76,6 +76,17 @@ bool bs_is_pow2(uint64_t v);
 /* "M:m" or a device number for tables. */
 int bs_parse_devno(const char *s, uint32_t *major, uint32_t *minor);
 
+/*---- Status lines (status.c) ----*/
+
+/* The persistence words of an origin's INFO line. */
+struct bs_origin_pcbt {
+	enum blksnap_persistence state;	/* NONE: no such words */
+	char why[28];			/* "" for "why=-" */
+};
+/* blksnap_parse_origin_status(), and the pcbt words into @pcbt (may be NULL). */
+int bs_parse_origin_info(struct blksnap_ctx *ctx, const char *line,
+			 struct blksnap_origin_status *st, struct bs_origin_pcbt *pcbt);
+
 /*---- Tables (table.c) ----*/
 
 #define BS_TARGET_ORIGIN "blksnap-origin"
@@ -121,6 +132,24 @@ int bs_check_chunk_count(struct blksnap_ctx *ctx, uint64_t sectors,
 /* "<dev> [2 tracking_block_sectors N]"; @tracking 0: no option. */
 int bs_origin_params(struct blksnap_ctx *ctx, const char *dev,
 		     uint64_t tracking, char **params);
+
+/* The longest metadata_id the target takes (the superblock has a NUL). */
+#define BS_META_ID_MAX 127
+
+/* The options of an origin's table. */
+struct bs_origin_opts {
+	uint64_t tracking;		/* sectors, 0: not given */
+	const char *metadata;		/* the CBT metadata device ("M:m"), NULL: none */
+	const char *metadata_id;	/* with @metadata, and only with it */
+};
+/*
+ * "<dev> [<#opts> tracking_block_sectors N [metadata M:m metadata_id ID]]":
+ * a metadata device needs its id and an explicit tracking block.
+ */
+int bs_origin_params_opts(struct blksnap_ctx *ctx, const char *dev,
+			  const struct bs_origin_opts *o, char **params);
+/* 1..127 printable ASCII characters, no blank, no backslash: one table word. */
+int bs_check_metadata_id(struct blksnap_ctx *ctx, const char *id);
 /* "<real> <store> <chunk> [2 low_water N]"; @low_water 0: no option. */
 int bs_image_params(struct blksnap_ctx *ctx, const char *real,
 		    const char *store, uint64_t chunk, uint64_t low_water,
@@ -129,6 +158,9 @@ int bs_image_params(struct blksnap_ctx *ctx, const char *real,
 struct bs_origin_table {
 	uint32_t major, minor;		/* the real device */
 	uint64_t tracking;		/* 0 if not given */
+	bool has_metadata;		/* persistent CBT: the two below */
+	uint32_t meta_major, meta_minor;
+	char metadata_id[BS_META_ID_MAX + 1];
 };
 int bs_parse_origin_params(struct blksnap_ctx *ctx, const char *params,
 			   struct bs_origin_table *t);

@@ -3,8 +3,8 @@
  * libblksnap: the metadata device of persistent change tracking, in
  * userspace. Its layout, the checksums, formatting a device or file and
  * reading its superblock back (drivers/md/dm-blksnap-meta.h has the format, shared with the module).
- * The kernel side that keeps it up to date is not written yet: nothing in
- * the library's public interface uses this so far.
+ * The kernel keeps it up to date but never formats it: attach with a CBT
+ * metadata device formats it here first (pcbt.c).
  */
 #include <endian.h>
 #include <errno.h>

@@ -10,6 +10,7 @@
  * still a snapshot (left over by a failure) so that destroy can remove it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,39 @@ const struct bs_model_ops bs_model_sys_ops = {
 	.kname = bs_sysfs_kname,
 	.loop_backing = bs_sysfs_loop_backing,
 };
+
+/*
+ * The 1.0 layouts of the structs whose reserved words persistent CBT took:
+ * the same size and the same place for every member (LIBBLKSNAP_1.0 users
+ * allocate none of them, but index arrays of them).
+ */
+struct bs_origin_v10 {
+	char *name, *path, *real_name, *real_path;
+	uint32_t real_major, real_minor;
+	bool layered;
+	uint64_t size_sectors;
+	bool status_valid;
+	struct blksnap_origin_status status;
+	char *snapshot, *image, *fs_type, *fs_uuid;
+	uint64_t reserved[4];
+};
+_Static_assert(sizeof(struct blksnap_origin) == sizeof(struct bs_origin_v10),
+	       "struct blksnap_origin keeps its size");
+_Static_assert(offsetof(struct blksnap_origin, pcbt) == offsetof(struct bs_origin_v10, reserved) &&
+	       sizeof(((struct blksnap_origin *)0)->pcbt) == sizeof(uint64_t[4]),
+	       "persistence fills the reserved words exactly");
+_Static_assert(sizeof(struct blksnap_origin_status) == 96 || sizeof(void *) != 8,
+	       "struct blksnap_origin_status keeps its size");
+
+struct bs_tab_entry_v10 {
+	char *device;
+	uint64_t tracking_block_bytes;
+	unsigned int line;
+	uint64_t reserved[2];
+};
+_Static_assert(sizeof(struct blksnap_tab_entry) == sizeof(struct bs_tab_entry_v10) &&
+	       offsetof(struct blksnap_tab_entry, pcbt) == offsetof(struct bs_tab_entry_v10, reserved),
+	       "struct blksnap_tab_entry keeps its layout");
 
 void bs_origin_clear(struct blksnap_origin *o)
 {
@@ -122,8 +156,16 @@ static int model_add_origin(struct blksnap_ctx *ctx, const struct bs_system *sys
 			     !strcmp(bs_prefix(real->dm.uuid, BS_UUID_REAL), d->dm.name);
 	}
 	o->status.size = sizeof(o->status);
-	if (d->status && !blksnap_parse_origin_status(NULL, d->status, &o->status))
-		o->status_valid = true;
+	if (d->status) {
+		struct bs_origin_pcbt p;
+
+		if (!bs_parse_origin_info(NULL, d->status, &o->status, &p)) {
+			o->status_valid = true;
+			o->pcbt.persistence = p.state;
+			memcpy(o->pcbt.new_generation_reason, p.why,
+			       sizeof(o->pcbt.new_generation_reason));
+		}
+	}
 	if (!o->name || !o->path || (o->real_major && (!o->real_path || !o->real_name)))
 		return bs_err(ctx, ENOMEM, "out of memory");
 	return 0;

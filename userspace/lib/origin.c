@@ -10,6 +10,7 @@
 
 #include "lock.h"
 #include "ops.h"
+#include "pcbt.h"
 
 /*---- Finding origins ----*/
 
@@ -264,7 +265,8 @@ static int remove_leftover_real(struct blksnap_ctx *ctx, const struct bs_system 
 }
 
 static int attach_layered(struct blksnap_ctx *ctx, const struct bs_system *sys,
-			  const struct bs_sysdev *d, const char *arg, uint64_t tracking)
+			  const struct bs_sysdev *d, const char *arg,
+			  const struct bs_origin_opts *opts)
 {
 	char *real = NULL, *uuid = NULL, *params = NULL, devno[24];
 	struct bs_target t = { 0 };
@@ -315,7 +317,7 @@ static int attach_layered(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	if (r)
 		goto undo_real;
 	snprintf(devno, sizeof(devno), "%u:%u", rd.major, rd.minor);
-	r = bs_origin_params(ctx, devno, tracking, &params);
+	r = bs_origin_params_opts(ctx, devno, opts, &params);
 	if (r)
 		goto undo_real;
 	t.start = 0;
@@ -341,7 +343,7 @@ out:
 
 /* Any other disk gets a new device blksnap-<kernel name> over it. */
 static int attach_disk(struct blksnap_ctx *ctx, const struct bs_blockdev *dev,
-		       uint64_t tracking, char **name)
+		       const struct bs_origin_opts *opts, char **name)
 {
 	char *uuid = NULL, *params = NULL, devno[24];
 	struct bs_target t = { 0 };
@@ -365,7 +367,7 @@ static int attach_disk(struct blksnap_ctx *ctx, const struct bs_blockdev *dev,
 	if (r)
 		goto out;
 	snprintf(devno, sizeof(devno), "%u:%u", dev->major, dev->minor);
-	r = bs_origin_params(ctx, devno, tracking, &params);
+	r = bs_origin_params_opts(ctx, devno, opts, &params);
 	if (r)
 		goto out;
 	t.start = 0;
@@ -386,6 +388,21 @@ static int detach_locked(struct blksnap_ctx *ctx, const char *device, bool note)
 int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		   uint64_t tracking_block_bytes, struct blksnap_origin **out)
 {
+	struct blksnap_attach_options o = {
+		.size = sizeof(o),
+		.tracking_block_bytes = tracking_block_bytes,
+	};
+
+	return blksnap_attach_opts(ctx, device, &o, out);
+}
+
+int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
+			const struct blksnap_attach_options *opts,
+			struct blksnap_origin **out)
+{
+	struct blksnap_attach_options ao;
+	struct bs_pcbt_table pt = { 0 };
+	struct bs_origin_opts topts = { 0 };
 	const struct bs_sysdev *o, *d;
 	struct bs_system sys = { 0 };
 	struct bs_blockdev dev = { 0 };
@@ -397,6 +414,9 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 	if (out)
 		*out = NULL;
 	bs_locks_init(&locks);
+	r = bs_attach_opts_in(ctx, opts, &ao);
+	if (r)
+		return r;
 	r = bs_resolve_blockdev(ctx, device, &dev);
 	if (r)
 		return r;
@@ -404,12 +424,8 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		r = bs_err(ctx, EINVAL, "%s is empty", device);
 		goto out;
 	}
-	if (tracking_block_bytes) {
-		if (tracking_block_bytes % BLKSNAP_SECTOR_SIZE) {
-			r = bs_err(ctx, EINVAL, "tracking block must be a multiple of 512 bytes");
-			goto out;
-		}
-		tracking = tracking_block_bytes / BLKSNAP_SECTOR_SIZE;
+	if (ao.tracking_block_bytes) {
+		tracking = ao.tracking_block_bytes / BLKSNAP_SECTOR_SIZE;
 		r = bs_check_tracking_block(ctx, tracking, dev.sectors);
 		if (r)
 			goto out;
@@ -426,6 +442,17 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 		goto out;
 	}
 	d = bs_system_by_devno(&sys, dev.major, dev.minor);
+	topts.tracking = tracking;
+	if (ao.cbt_metadata) {
+		/* Checked, identified and formatted now: the kernel only loads it. */
+		pt.tracking = tracking;
+		r = bs_pcbt_prepare(ctx, &sys, &dev, device, &ao, &pt);
+		if (r)
+			goto out;
+		topts.tracking = pt.tracking;
+		topts.metadata = pt.metadata;
+		topts.metadata_id = pt.metadata_id;
+	}
 	if (d && d->dm.uuid[0] && !(uuid = strdup(d->dm.uuid))) {
 		r = bs_err(ctx, ENOMEM, "out of memory");
 		goto out;
@@ -438,10 +465,10 @@ int blksnap_attach(struct blksnap_ctx *ctx, const char *device,
 			goto out;
 		}
 		name = strdup(d->dm.name);
-		r = name ? attach_layered(ctx, &sys, d, device, tracking) :
+		r = name ? attach_layered(ctx, &sys, d, device, &topts) :
 			   bs_err(ctx, ENOMEM, "out of memory");
 	} else {
-		r = attach_disk(ctx, &dev, tracking, &name);
+		r = attach_disk(ctx, &dev, &topts, &name);
 	}
 	if (r)
 		goto out;
@@ -507,7 +534,10 @@ static int detach_locked(struct blksnap_ctx *ctx, const char *device, bool note)
 				   o->dm.name, why);
 			goto out;
 		}
-		r = bs_dm_remove(ctx, o->dm.name, NULL);
+		/* On purpose: the next attach starts a new CBT generation. */
+		r = bs_pcbt_detach(ctx, o);
+		if (!r)
+			r = bs_dm_remove(ctx, o->dm.name, NULL);
 		goto out;
 	}
 	real = bs_system_by_devno(&sys, t.major, t.minor);
@@ -522,6 +552,9 @@ static int detach_locked(struct blksnap_ctx *ctx, const char *device, bool note)
 	 * change event reaches the blksnaptab's udev rule: the note, written
 	 * before it, keeps the rule from attaching the device again.
 	 */
+	r = bs_pcbt_detach(ctx, o);
+	if (r)
+		goto out;
 	if (note)
 		bs_detach_note(ctx, o->dm.uuid[0] ? o->dm.uuid : NULL, o->dm.name);
 	r = bs_swap_table(ctx, o->dm.name, real->dm.targets, real->dm.n_targets);

@@ -9,6 +9,7 @@
  * dm's convention is: a later minor version of a target may append some.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,45 @@ const char *blksnap_image_state_name(enum blksnap_image_state state)
 		return "merging";
 	}
 	return "?";
+}
+
+const char *blksnap_persistence_name(enum blksnap_persistence p)
+{
+	switch (p) {
+	case BLKSNAP_PERSIST_NONE:
+		return "none";
+	case BLKSNAP_PERSIST_OK:
+		return "ok";
+	case BLKSNAP_PERSIST_FAILED:
+		return "failed";
+	case BLKSNAP_PERSIST_DETACHED:
+		return "detached";
+	}
+	return "?";
+}
+
+/* "pcbt=<state> why=<reason>" at @w (@n words); 0 also when absent. */
+static int status_parse_pcbt(char **w, size_t n, struct bs_origin_pcbt *p)
+{
+	const char *state, *why;
+
+	memset(p, 0, sizeof(*p));
+	if (!n || !(state = bs_prefix(w[0], "pcbt=")))
+		return 0;	/* an origin without metadata, or later fields */
+	if (n < 2 || !(why = bs_prefix(w[1], "why=")) || !*why)
+		return -EINVAL;
+	if (!strcmp(state, "ok"))
+		p->state = BLKSNAP_PERSIST_OK;
+	else if (!strcmp(state, "failed"))
+		p->state = BLKSNAP_PERSIST_FAILED;
+	else if (!strcmp(state, "detached"))
+		p->state = BLKSNAP_PERSIST_DETACHED;
+	else
+		return -EINVAL;
+	/* "-": the generation continued. Other words are opaque (cut to fit). */
+	if (strcmp(why, "-"))
+		snprintf(p->why, sizeof(p->why), "%s", why);
+	return 0;
 }
 
 static bool status_uuid_ok(const char *s)
@@ -86,7 +126,16 @@ static int status_parse_ratio(const char *s, uint64_t *a, uint64_t *b)
 int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 				struct blksnap_origin_status *st)
 {
+	return bs_parse_origin_info(ctx, line, st, NULL);
+}
+
+/* ... [pcbt=<ok|failed|detached> why=<reason>] (origins with metadata) */
+int bs_parse_origin_info(struct blksnap_ctx *ctx, const char *line,
+			 struct blksnap_origin_status *st, struct bs_origin_pcbt *pcbt)
+{
 	struct blksnap_origin_status s = { .size = sizeof(s) };
+	struct bs_origin_pcbt p;
+	size_t used = 5;
 	uint64_t change;
 	char **w;
 	size_t n;
@@ -120,11 +169,17 @@ int blksnap_parse_origin_status(struct blksnap_ctx *ctx, const char *line,
 		if (status_parse_ratio(w[5], &s.merge_done_chunks, &s.merge_total_chunks) ||
 		    s.merge_done_chunks > s.merge_total_chunks)
 			goto bad;
+		used = 6;
 	} else {
 		goto bad;
 	}
+	if (status_parse_pcbt(w + used, n - used, &p))
+		goto bad;
 	bs_strv_free(w);
-	return bs_copy_out(ctx, st, &s, sizeof(s), sizeof(s), "blksnap_origin_status");
+	r = bs_copy_out(ctx, st, &s, sizeof(s), sizeof(s), "blksnap_origin_status");
+	if (!r && pcbt)
+		*pcbt = p;
+	return r;
 bad:
 	bs_strv_free(w);
 	return bs_err(ctx, EINVAL, "unexpected blksnap-origin status line '%s' (does the module match this blksnapctl?)", line);

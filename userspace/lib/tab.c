@@ -46,21 +46,48 @@ static int tab_tag(const char *spec, const char **value)
 	return -2;
 }
 
+static void tab_entry_clear(struct blksnap_tab_entry *e);
+
 void blksnap_tab_free(struct blksnap_tab *tab)
 {
 	if (!tab)
 		return;
 	for (size_t i = 0; i < tab->n; i++)
-		free(tab->entries[i].device);
+		tab_entry_clear(&tab->entries[i]);
 	free(tab->entries);
 	free(tab);
 }
 
-/* "tracking-block=SIZE[,...]" or "-" into @e. */
+static void tab_entry_clear(struct blksnap_tab_entry *e)
+{
+	free(e->device);
+	free(e->pcbt.cbt_metadata);
+	free(e->pcbt.cbt_metadata_id);
+	memset(e, 0, sizeof(*e));
+}
+
+/* A string option's value into *@dst: once, not empty. */
+static int tab_string(struct blksnap_ctx *ctx, const char *name, unsigned int line,
+		      const char *opt, const char *val, char **dst)
+{
+	if (*dst)
+		return bs_err(ctx, EINVAL, "%s:%u: %s is given twice", name, line, opt);
+	if (!*val)
+		return bs_err(ctx, EINVAL, "%s:%u: %s has no value", name, line, opt);
+	*dst = strdup(val);
+	return *dst ? 0 : bs_err(ctx, ENOMEM, "out of memory");
+}
+
+/*
+ * "tracking-block=SIZE,cbt-metadata=DEV,cbt-metadata-id=ID" (any of
+ * them, in any order) or "-" into @e.
+ */
 static int tab_options(struct blksnap_ctx *ctx, const char *name, unsigned int line,
 		       const char *opts, struct blksnap_tab_entry *e)
 {
 	char *copy, *opt, *save = NULL;
+	bool tracking_seen = false;
+	const char *val;
 	int r = 0;
 
 	if (!strcmp(opts, "-"))
@@ -68,15 +95,31 @@ static int tab_options(struct blksnap_ctx *ctx, const char *name, unsigned int l
 	copy = strdup(opts);
 	if (!copy)
 		return bs_err(ctx, ENOMEM, "out of memory");
-	for (opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-		const char *val = bs_prefix(opt, "tracking-block=");
+	for (opt = strtok_r(copy, ",", &save); !r && opt; opt = strtok_r(NULL, ",", &save)) {
 		uint64_t bytes;
 
+		if ((val = bs_prefix(opt, "cbt-metadata="))) {
+			r = tab_string(ctx, name, line, "cbt-metadata", val, &e->pcbt.cbt_metadata);
+			continue;
+		}
+		if ((val = bs_prefix(opt, "cbt-metadata-id="))) {
+			r = tab_string(ctx, name, line, "cbt-metadata-id", val,
+				       &e->pcbt.cbt_metadata_id);
+			if (!r && bs_check_metadata_id(ctx, val))
+				r = bs_err_prefix(ctx, -EINVAL, "%s:%u: cbt-metadata-id", name, line);
+			continue;
+		}
+		val = bs_prefix(opt, "tracking-block=");
 		if (!val) {
-			r = bs_err(ctx, EINVAL, "%s:%u: unknown option '%s' (known: tracking-block=SIZE)",
+			r = bs_err(ctx, EINVAL, "%s:%u: unknown option '%s' (known: tracking-block=SIZE, cbt-metadata=DEV, cbt-metadata-id=ID)",
 				   name, line, opt);
 			break;
 		}
+		if (tracking_seen) {
+			r = bs_err(ctx, EINVAL, "%s:%u: tracking-block is given twice", name, line);
+			break;
+		}
+		tracking_seen = true;
 		if (blksnap_parse_size(ctx, val, &bytes)) {
 			r = bs_err_prefix(ctx, -EINVAL, "%s:%u: tracking-block", name, line);
 			break;
@@ -88,6 +131,9 @@ static int tab_options(struct blksnap_ctx *ctx, const char *name, unsigned int l
 		}
 		e->tracking_block_bytes = bytes;
 	}
+	if (!r && e->pcbt.cbt_metadata_id && !e->pcbt.cbt_metadata)
+		r = bs_err(ctx, EINVAL, "%s:%u: cbt-metadata-id goes with cbt-metadata=DEV",
+			   name, line);
 	free(copy);
 	return r;
 }
@@ -130,17 +176,21 @@ static int tab_line(struct blksnap_ctx *ctx, const char *name, unsigned int line
 		return bs_err(ctx, EINVAL, "%s:%u: %s has no value", name, line, fields[0]);
 	if (n == 2) {
 		r = tab_options(ctx, name, line, fields[1], &e);
-		if (r)
+		if (r) {
+			tab_entry_clear(&e);
 			return r;
+		}
 	}
 	for (size_t i = 0; i < tab->n; i++)
-		if (!strcmp(tab->entries[i].device, fields[0]))
+		if (!strcmp(tab->entries[i].device, fields[0])) {
+			tab_entry_clear(&e);
 			return bs_err(ctx, EINVAL, "%s:%u: %s is listed on line %u already",
 				      name, line, fields[0], tab->entries[i].line);
+		}
 	e.device = strdup(fields[0]);
 	v = e.device ? realloc(tab->entries, (tab->n + 1) * sizeof(e)) : NULL;
 	if (!v) {
-		free(e.device);
+		tab_entry_clear(&e);
 		return bs_err(ctx, ENOMEM, "out of memory");
 	}
 	tab->entries = v;
@@ -452,7 +502,14 @@ static int tab_attach_one(struct blksnap_ctx *ctx, const struct blksnap_tab_entr
 	if (!blksnap_origin_get(NULL, path, &o)) {
 		res->attached = false;
 	} else {
-		r = blksnap_attach(ctx, path, e->tracking_block_bytes, &o);
+		struct blksnap_attach_options ao = {
+			.size = sizeof(ao),
+			.tracking_block_bytes = e->tracking_block_bytes,
+			.cbt_metadata = e->pcbt.cbt_metadata,
+			.cbt_metadata_id = e->pcbt.cbt_metadata_id,
+		};
+
+		r = blksnap_attach_opts(ctx, path, &ao, &o);
 		if (r && blksnap_origin_get(NULL, path, &o))
 			return r;
 		res->attached = !r;

@@ -95,23 +95,65 @@ static bool table_dev_ok(const char *dev)
 
 /*---- Construction ----*/
 
-int bs_origin_params(struct blksnap_ctx *ctx, const char *dev,
-		     uint64_t tracking, char **params)
+int bs_check_metadata_id(struct blksnap_ctx *ctx, const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (!len)
+		return bs_err(ctx, EINVAL, "empty CBT metadata id");
+	if (len > BS_META_ID_MAX)
+		return bs_err(ctx, EINVAL, "CBT metadata id '%.40s...' is longer than %d characters",
+			      id, BS_META_ID_MAX);
+	/* One table word: no blanks, and nothing dm's word splitter would unescape. */
+	for (const char *p = id; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '\\')
+			return bs_err(ctx, EINVAL, "CBT metadata id '%s' contains a blank, a backslash or a non-ASCII character",
+				      id);
+	return 0;
+}
+
+int bs_origin_params_opts(struct blksnap_ctx *ctx, const char *dev,
+			  const struct bs_origin_opts *o, char **params)
 {
 	int r;
 
+	*params = NULL;
 	if (!table_dev_ok(dev))
 		return bs_err(ctx, EINVAL, "invalid device '%s' for a table", dev ? dev : "");
-	if (tracking) {
-		r = bs_check_tracking_block(ctx, tracking, 0);
+	if (!o->metadata != !o->metadata_id)
+		return bs_err(ctx, EINVAL, "a CBT metadata device and its metadata id go together");
+	if (o->tracking) {
+		r = bs_check_tracking_block(ctx, o->tracking, 0);
 		if (r)
 			return r;
+	}
+	if (o->metadata) {
+		/* The superblock's block size must be the table's: always given. */
+		if (!o->tracking)
+			return bs_err(ctx, EINVAL, "a CBT metadata device needs an explicit tracking block size");
+		if (!table_dev_ok(o->metadata))
+			return bs_err(ctx, EINVAL, "invalid metadata device '%s' for a table", o->metadata);
+		r = bs_check_metadata_id(ctx, o->metadata_id);
+		if (r)
+			return r;
+		*params = bs_strdupf("%s 6 tracking_block_sectors %llu metadata %s metadata_id %s",
+				     dev, (unsigned long long)o->tracking, o->metadata,
+				     o->metadata_id);
+	} else if (o->tracking) {
 		*params = bs_strdupf("%s 2 tracking_block_sectors %llu", dev,
-				     (unsigned long long)tracking);
+				     (unsigned long long)o->tracking);
 	} else {
 		*params = strdup(dev);
 	}
 	return *params ? 0 : bs_err(ctx, ENOMEM, "out of memory");
+}
+
+int bs_origin_params(struct blksnap_ctx *ctx, const char *dev,
+		     uint64_t tracking, char **params)
+{
+	struct bs_origin_opts o = { .tracking = tracking };
+
+	return bs_origin_params_opts(ctx, dev, &o, params);
 }
 
 int bs_image_params(struct blksnap_ctx *ctx, const char *real,
@@ -203,6 +245,44 @@ static int table_parse_opts(char **w, size_t n, const char *key, uint64_t *val)
 	return 0;
 }
 
+/*
+ * "<#opts> <name> <value>..." of an origin: each known option at most once,
+ * metadata and metadata_id together; unknown ones (a later minor version)
+ * are skipped.
+ */
+static int origin_parse_opts(char **w, size_t n, struct bs_origin_table *t)
+{
+	bool seen_tracking = false, seen_meta = false, seen_id = false;
+	uint64_t count;
+
+	if (n == 0)
+		return 0;
+	if (bs_parse_u64(w[0], &count) || count != n - 1 || count % 2)
+		return -EINVAL;
+	for (size_t i = 1; i < n; i += 2) {
+		const char *key = w[i], *val = w[i + 1];
+
+		if (!strcmp(key, "tracking_block_sectors")) {
+			if (seen_tracking || bs_parse_u64(val, &t->tracking))
+				return -EINVAL;
+			seen_tracking = true;
+		} else if (!strcmp(key, "metadata")) {
+			if (seen_meta || bs_parse_devno(val, &t->meta_major, &t->meta_minor))
+				return -EINVAL;
+			seen_meta = true;
+		} else if (!strcmp(key, "metadata_id")) {
+			if (seen_id || strlen(val) > BS_META_ID_MAX)
+				return -EINVAL;
+			memcpy(t->metadata_id, val, strlen(val) + 1);
+			seen_id = true;
+		}
+	}
+	if (seen_meta != seen_id)
+		return -EINVAL;
+	t->has_metadata = seen_meta;
+	return 0;
+}
+
 int bs_parse_origin_params(struct blksnap_ctx *ctx, const char *params,
 			   struct bs_origin_table *t)
 {
@@ -210,16 +290,19 @@ int bs_parse_origin_params(struct blksnap_ctx *ctx, const char *params,
 	size_t n;
 	int r;
 
+	memset(t, 0, sizeof(*t));
 	r = bs_split_words(params, &w, &n);
 	if (r == -ENOMEM)
 		return bs_err(ctx, ENOMEM, "out of memory");
 	if (!r)
 		r = bs_parse_devno(w[0], &t->major, &t->minor);
 	if (!r)
-		r = table_parse_opts(w + 1, n - 1, "tracking_block_sectors", &t->tracking);
+		r = origin_parse_opts(w + 1, n - 1, t);
 	bs_strv_free(w);
-	if (r)
+	if (r) {
+		memset(t, 0, sizeof(*t));
 		return bs_err(ctx, EINVAL, "unexpected blksnap-origin table '%s'", params);
+	}
 	return 0;
 }
 
