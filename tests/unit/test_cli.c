@@ -352,7 +352,7 @@ static void test_cbt(void **state)
 	assert_int_equal(parse("cbt", "mark-dirty", "/dev/vdb", "5+0", NULL), EXIT_USAGE);
 
 	assert_int_equal(parse("cbt", NULL), EXIT_USAGE);
-	usage_error("info, changes, read, mark-dirty, take or reset");
+	usage_error("info, changes, read, mark-dirty, take, reset or close");
 	assert_int_equal(parse("cbt", "take", "/dev/vdb", NULL), 0);
 	assert_int_equal(args.cmd, CLI_CBT_TAKE);
 	assert_string_equal(args.device, "/dev/vdb");
@@ -368,6 +368,63 @@ static void test_cbt(void **state)
 	assert_string_equal(args.generation, "0123abcd-4567-89ef-abcd-0123456789ab");
 	assert_int_equal(parse("cbt", "changes", "/dev/vdb", "--since", "2", NULL), 0);
 	assert_null(args.generation);
+}
+
+/* Persistent CBT: attach --cbt-metadata, cbt close. */
+static void test_pcbt(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("attach", "/dev/vdb", "--cbt-metadata", "/dev/vdc", NULL), 0);
+	assert_int_equal(args.cmd, CLI_ATTACH);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_string_equal(args.cbt_metadata, "/dev/vdc");
+	assert_null(args.cbt_metadata_id);
+	assert_false(args.force);
+	assert_int_equal(parse("attach", "--cbt-metadata-id", "wwn-0x5", "--force", "/dev/vdb",
+			       "--cbt-metadata", "UUID=abc", "--tracking-block", "64K", NULL), 0);
+	assert_string_equal(args.cbt_metadata, "UUID=abc");
+	assert_string_equal(args.cbt_metadata_id, "wwn-0x5");
+	assert_true(args.force);
+	assert_int_equal(args.tracking_block, 65536);
+	assert_int_equal(parse("attach", "/dev/vdb", "--cbt-metadata-id", "x", NULL), EXIT_USAGE);
+	usage_error("--cbt-metadata-id goes with --cbt-metadata DEV");
+	assert_int_equal(parse("attach", "/dev/vdb", "--force", NULL), EXIT_USAGE);
+	usage_error("--force goes with --cbt-metadata DEV");
+	assert_int_equal(parse("attach", "/dev/vdb", "--cbt-metadata", "", NULL), EXIT_USAGE);
+	usage_error("needs a device");
+	assert_int_equal(parse("attach", "/dev/vdb", "--cbt-metadata", "/dev/vdc",
+			       "--cbt-metadata-id", "two words", NULL), EXIT_USAGE);
+	usage_error("no blanks");
+	assert_int_equal(parse("attach", "/dev/vdb", "--cbt-metadata", NULL), EXIT_USAGE);
+	usage_error("needs a value");
+	assert_int_equal(parse("attach", "--from-blksnaptab", "--cbt-metadata", "/dev/vdc", NULL),
+			 EXIT_USAGE);
+	usage_error("do not go with --from-blksnaptab");
+	/* --force is attach's now, but not detach's. */
+	assert_int_equal(parse("detach", "/dev/vdb", "--force", NULL), EXIT_USAGE);
+
+	assert_int_equal(parse("cbt", "close", "/dev/vdb", NULL), 0);
+	assert_int_equal(args.cmd, CLI_CBT_CLOSE);
+	assert_string_equal(args.device, "/dev/vdb");
+	assert_false(args.all);
+	assert_int_equal(parse("cbt", "close", "--all", NULL), 0);
+	assert_true(args.all);
+	assert_null(args.device);
+	assert_int_equal(parse("cbt", "close", NULL), EXIT_USAGE);
+	usage_error("give a <device> or --all");
+	assert_int_equal(parse("cbt", "close", "--all", "/dev/vdb", NULL), EXIT_USAGE);
+	usage_error("give a <device> or --all");
+	assert_int_equal(parse("cbt", "close", "a", "b", NULL), EXIT_USAGE);
+	usage_error("too many arguments");
+	assert_int_equal(parse("cbt", "info", "/dev/vdb", "--all", NULL), EXIT_USAGE);
+	assert_int_equal(parse("cbt", NULL), EXIT_USAGE);
+	usage_error("reset or close");
+	assert_int_equal(parse("cbt", "close", "--help", NULL), 0);
+	assert_true(args.help);
+	assert_non_null(strstr(cli_usage(CLI_CBT_CLOSE), "--all"));
+	assert_non_null(strstr(cli_usage(CLI_NONE), "cbt close"));
+	assert_non_null(strstr(cli_usage(CLI_ATTACH), "--cbt-metadata-id"));
+	assert_non_null(strstr(cli_usage(CLI_DETACH), "new CBT generation"));
 }
 
 static void test_help(void **state)
@@ -418,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_snapshot_commands),
 		cmocka_unit_test(test_cbt),
+		cmocka_unit_test(test_pcbt),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_reparse),
 	};

@@ -33,6 +33,9 @@ enum {
 	OPT_NO_UDEV_WAIT,
 	OPT_VERBOSE,
 	OPT_DEBUG,
+	OPT_CBT_METADATA,
+	OPT_CBT_METADATA_ID,
+	OPT_ALL,
 };
 
 #define M(opt) (1u << ((opt) - OPT_JSON))
@@ -59,6 +62,9 @@ static const struct option cli_all_options[] = {
 	{ "no-udev-wait", no_argument, NULL, OPT_NO_UDEV_WAIT },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "debug", no_argument, NULL, OPT_DEBUG },
+	{ "cbt-metadata", required_argument, NULL, OPT_CBT_METADATA },
+	{ "cbt-metadata-id", required_argument, NULL, OPT_CBT_METADATA_ID },
+	{ "all", no_argument, NULL, OPT_ALL },
 };
 
 /* Options every command takes. */
@@ -77,14 +83,25 @@ struct cli_command {
 };
 
 static const struct cli_command cli_commands[] = {
-	{ CLI_ATTACH, "attach", M(OPT_TRACKING) | M(OPT_FROM_TAB) | M(OPT_TAB) | M(OPT_NO_UDEV_WAIT),
+	{ CLI_ATTACH, "attach", M(OPT_TRACKING) | M(OPT_FROM_TAB) | M(OPT_TAB) | M(OPT_NO_UDEV_WAIT) |
+	  M(OPT_CBT_METADATA) | M(OPT_CBT_METADATA_ID) | M(OPT_FORCE),
 	  0, 1, "<device>",
 	  "Usage: blksnapctl attach <device> [--tracking-block SIZE]\n"
+	  "                         [--cbt-metadata DEV [--cbt-metadata-id ID] [--force]]\n"
 	  "       blksnapctl attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	  "Put a blksnap-origin in front of <device> (change tracking, snapshots).\n"
 	  "A dm device keeps its name; any other disk gets /dev/mapper/blksnap-<name>.\n"
 	  "Prints the origin's path.\n"
-	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more)\n"
+	  "  --tracking-block SIZE  CBT block size (power of two >= 4K; default: 64K or more,\n"
+	  "                         or the one the CBT metadata was formatted with)\n"
+	  "  --cbt-metadata DEV     keep the CBT maps on DEV (persistent change tracking:\n"
+	  "                         they survive reboots and crashes). DEV must not be or\n"
+	  "                         overlap <device>, nor be in use; it is formatted when it\n"
+	  "                         holds no CBT metadata of <device>\n"
+	  "  --cbt-metadata-id ID   the identity of <device> kept in the metadata (default:\n"
+	  "                         its dm UUID, else its /dev/disk/by-id name)\n"
+	  "  --force                format DEV even if it carries a signature or the CBT\n"
+	  "                         metadata of another device (that is lost)\n"
 	  "  --from-blksnaptab      attach the devices listed in the blksnaptab, with their\n"
 	  "                         options; with <device>, only the entries naming it (by\n"
 	  "                         path, dm name, UUID=, LABEL=, PARTUUID= or PARTLABEL=),\n"
@@ -96,7 +113,9 @@ static const struct cli_command cli_commands[] = {
 	  "Usage: blksnapctl detach <device>\n"
 	  "Remove the blksnap-origin again (refused while a snapshot image exists).\n"
 	  "The blksnaptab's udev rule leaves the device detached until it is attached\n"
-	  "by hand or the system restarts.\n" },
+	  "by hand or the system restarts. A device with CBT metadata is marked\n"
+	  "detached in it first: the device is written untracked from now on, so the\n"
+	  "next attach starts a new CBT generation (the next backup is full).\n" },
 	{ CLI_CREATE, "create",
 	  M(OPT_STORE) | M(OPT_STORE_SIZE) | M(OPT_CHUNK) | M(OPT_NAME) | M(OPT_JSON) |
 	  M(OPT_FORCE) | M(OPT_MONITOR), 1, MANY, "<device>",
@@ -164,6 +183,13 @@ static const struct cli_command cli_commands[] = {
 	{ CLI_CBT_RESET, "cbt reset", 0, 1, 1, "<device>",
 	  "Usage: blksnapctl cbt reset <device>\n"
 	  "Start a new CBT generation (new UUID, change number 1): the next backup is full.\n" },
+	{ CLI_CBT_CLOSE, "cbt close", M(OPT_ALL), 0, 1, "<device>",
+	  "Usage: blksnapctl cbt close <device>\n"
+	  "       blksnapctl cbt close --all\n"
+	  "Write the CBT maps of a device with CBT metadata and mark them clean, as a\n"
+	  "shutdown must before device-mapper is torn down (blksnap-cbt-close.service);\n"
+	  "without it the next attach starts a new CBT generation. Tracking goes on.\n"
+	  "  --all   every attached device with CBT metadata (none is fine)\n" },
 	{ CLI_MERGE, "merge", M(OPT_WAIT), 1, 1, "<snapshot>",
 	  "Usage: blksnapctl merge <snapshot> [--wait]\n"
 	  "Roll the snapshot's origins back to its images (image writes included).\n"
@@ -183,7 +209,8 @@ static const struct cli_command cli_commands[] = {
 static const char cli_main_usage[] =
 	"Usage: blksnapctl [-v|--verbose] [--debug] <command> [options]\n"
 	"\n"
-	"  attach <device> [--tracking-block SIZE]\n"
+	"  attach <device> [--tracking-block SIZE] [--cbt-metadata DEV\n"
+	"         [--cbt-metadata-id ID] [--force]]\n"
 	"  attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	"  detach <device>\n"
 	"  create <device>... --store <dev|dir>[,...] [--store-size SIZE] [--chunk SIZE]\n"
@@ -199,6 +226,7 @@ static const char cli_main_usage[] =
 	"  cbt mark-dirty <device> <start>+<sectors>...\n"
 	"  cbt take <device>\n"
 	"  cbt reset <device>\n"
+	"  cbt close <device> | --all\n"
 	"  merge <snapshot> [--wait]\n"
 	"  version\n"
 	"\n"
@@ -299,6 +327,19 @@ static int cli_size(struct blksnap_ctx *ctx, const char *cmd, const char *opt,
 	return 0;
 }
 
+/* What the library takes as a metadata_id (bs_check_metadata_id). */
+static bool cli_metadata_id_ok(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (!len || len > 127)
+		return false;
+	for (const char *p = id; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '\\')
+			return false;
+	return true;
+}
+
 static int cli_since(const char *cmd, const char *val, unsigned int *since,
 		     char *err, size_t errlen)
 {
@@ -335,7 +376,7 @@ static int cli_which(int argc, char **argv, const struct cli_command **cmd,
 			}
 			usage_err(err, errlen, "'%s' needs a subcommand: %s", w1,
 					 !strcmp(w1, "store") ? "add" :
-					 "info, changes, read, mark-dirty, take or reset");
+					 "info, changes, read, mark-dirty, take, reset or close");
 			return -1;
 		}
 		snprintf(both, sizeof(both), "%s %s", w1, w2);
@@ -466,6 +507,15 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		case OPT_MONITOR:
 			a->monitor = true;
 			break;
+		case OPT_CBT_METADATA:
+			a->cbt_metadata = optarg;
+			break;
+		case OPT_CBT_METADATA_ID:
+			a->cbt_metadata_id = optarg;
+			break;
+		case OPT_ALL:
+			a->all = true;
+			break;
 		case OPT_NO_UDEV_WAIT:
 			a->no_udev_wait = true;
 			break;
@@ -542,6 +592,31 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 		}
 		if (a->tab && !a->from_tab) {
 			r = usage_err(err, errlen, "attach: --tab FILE goes with --from-blksnaptab");
+			goto fail;
+		}
+		if (a->from_tab && (a->cbt_metadata || a->cbt_metadata_id || a->force)) {
+			r = usage_err(err, errlen, "attach: --cbt-metadata, --cbt-metadata-id and --force do not go with --from-blksnaptab (the table has the options)");
+			goto fail;
+		}
+		if (!a->cbt_metadata && (a->cbt_metadata_id || a->force)) {
+			r = usage_err(err, errlen, "attach: %s goes with --cbt-metadata DEV",
+				      a->cbt_metadata_id ? "--cbt-metadata-id" : "--force");
+			goto fail;
+		}
+		if (a->cbt_metadata && !*a->cbt_metadata) {
+			r = usage_err(err, errlen, "attach: --cbt-metadata needs a device");
+			goto fail;
+		}
+		if (a->cbt_metadata_id && !cli_metadata_id_ok(a->cbt_metadata_id)) {
+			r = usage_err(err, errlen, "attach: --cbt-metadata-id '%.40s': 1 to 127 printable characters, no blanks or backslashes",
+				      a->cbt_metadata_id);
+			goto fail;
+		}
+		break;
+	case CLI_CBT_CLOSE:
+		a->device = npos ? sub[0] : NULL;
+		if (!npos == !a->all) {
+			r = usage_err(err, errlen, "cbt close: give a <device> or --all (see 'blksnapctl cbt close --help')");
 			goto fail;
 		}
 		break;

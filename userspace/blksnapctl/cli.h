@@ -32,6 +32,7 @@ enum cli_cmd {
 	CLI_CBT_MARK_DIRTY,
 	CLI_CBT_TAKE,
 	CLI_CBT_RESET,
+	CLI_CBT_CLOSE,
 	CLI_MERGE,
 	CLI_VERSION,
 };
@@ -43,11 +44,14 @@ struct cli_args {
 	bool wait;
 	bool from_tab;			/* attach --from-blksnaptab */
 	bool no_udev_wait;		/* attach --no-udev-wait */
-	bool force;			/* create, store add --force */
+	bool force;			/* create, store add, attach --force */
+	bool all;			/* cbt close --all */
 	bool monitor;			/* create --monitor */
 	int verbosity;			/* 0, 1: -v, 2: --debug */
 	const char *generation;		/* cbt changes --generation */
 	const char *tab;		/* attach --tab FILE */
+	const char *cbt_metadata;	/* attach --cbt-metadata DEV */
+	const char *cbt_metadata_id;	/* attach --cbt-metadata-id ID */
 	const char *device;		/* attach, detach, status, cbt */
 	const char *snapshot;		/* destroy, store add, monitor, merge */
 	const char *store;		/* store add */

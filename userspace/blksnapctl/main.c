@@ -362,10 +362,20 @@ static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 	case CLI_ATTACH:
 		if (a->from_tab)
 			return cmd_attach_tab(ctx, a);
-		r = blksnap_attach(ctx, a->device, a->tracking_block, &o);
+	{
+		struct blksnap_attach_options ao = {
+			.size = sizeof(ao),
+			.flags = a->force ? BLKSNAP_ATTACH_FORCE : 0,
+			.tracking_block_bytes = a->tracking_block,
+			.cbt_metadata = a->cbt_metadata,
+			.cbt_metadata_id = a->cbt_metadata_id,
+		};
+
+		r = blksnap_attach_opts(ctx, a->device, &ao, &o);
 		if (!r)
 			printf("%s\n", o->path);
 		break;
+	}
 	case CLI_DETACH:
 		r = blksnap_detach(ctx, a->device);
 		break;
@@ -455,6 +465,12 @@ static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 	}
 	case CLI_CBT_RESET:
 		r = blksnap_cbt_reset(ctx, a->device);
+		break;
+	case CLI_CBT_CLOSE:
+		if (a->all)
+			r = blksnap_cbt_close_all(ctx, NULL);
+		else
+			r = blksnap_cbt_close(ctx, a->device);
 		break;
 	case CLI_MERGE:
 		r = cmd_merge(ctx, a);

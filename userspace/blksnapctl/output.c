@@ -55,6 +55,20 @@ static void json_origin_status(struct bs_json *j, const struct blksnap_origin_st
 	}
 }
 
+/* "persistent": null for tracking in memory, else its state and the new generation's reason. */
+static void json_persistent(struct bs_json *j, const struct blksnap_origin *o)
+{
+	if (!o->status_valid || o->pcbt.persistence == BLKSNAP_PERSIST_NONE) {
+		bs_json_null(j, "persistent");
+		return;
+	}
+	bs_json_begin_object(j, "persistent");
+	bs_json_string(j, "state", blksnap_persistence_name(o->pcbt.persistence));
+	bs_json_string(j, "new_generation_reason",
+		       o->pcbt.new_generation_reason[0] ? o->pcbt.new_generation_reason : NULL);
+	bs_json_end_object(j);
+}
+
 static void json_origin(struct bs_json *j, const char *key, const struct blksnap_origin *o)
 {
 	bs_json_begin_object(j, key);
@@ -67,6 +81,7 @@ static void json_origin(struct bs_json *j, const char *key, const struct blksnap
 	bs_json_string(j, "fs_type", o->fs_type);
 	bs_json_string(j, "fs_uuid", o->fs_uuid);
 	json_origin_status(j, &o->status, o->status_valid);
+	json_persistent(j, o);
 	bs_json_string(j, "snapshot", o->snapshot);
 	bs_json_string(j, "image", o->image);
 	bs_json_end_object(j);
@@ -152,6 +167,14 @@ static void text_origin_status(FILE *f, const struct blksnap_origin *o)
 			o->status.merge_done_chunks, o->status.merge_total_chunks);
 	else
 		fprintf(f, "state:           %s\n", blksnap_origin_state_name(o->status.state));
+	if (o->pcbt.persistence == BLKSNAP_PERSIST_NONE) {
+		fprintf(f, "persistent:      no\n");
+		return;
+	}
+	fprintf(f, "persistent:      yes (%s)\n", blksnap_persistence_name(o->pcbt.persistence));
+	if (o->pcbt.new_generation_reason[0])
+		fprintf(f, "new generation:  %s (started at the last load: the next backup is full)\n",
+			o->pcbt.new_generation_reason);
 }
 
 int cli_print_origin(FILE *f, const struct blksnap_origin *o, bool json)
@@ -319,6 +342,7 @@ int cli_print_cbt_info(FILE *f, const struct blksnap_origin *o, bool json)
 		bs_json_string(&j, "origin", o->name);
 		bs_json_string(&j, "path", o->path);
 		json_origin_status(&j, &o->status, o->status_valid);
+		json_persistent(&j, o);
 		bs_json_end_object(&j);
 		return json_done(&j);
 	}
