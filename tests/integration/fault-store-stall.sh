@@ -124,10 +124,12 @@ done
 check "the image write's copy holds store space (it started)" test $ok -eq 1
 dmsetup message ssorig 0 merge &
 merger=$!
+# The state reads "snap" until the message reaches the kernel: wait for
+# the merge's own state (the background dmsetup may start late).
 st=-
 for _ in $(seq 100); do
 	st=$(status_field ssorig 5)
-	[ "$st" = - ] || break
+	case $st in merge*) break ;; esac
 	sleep 0.1
 done
 note "origin state while the merge waits for the copy: $st"
