@@ -224,6 +224,7 @@ install: userspace
 	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
 	$(SUBST) $(TOP)/systemd/blksnap-monitor@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service
 	$(SUBST) $(TOP)/systemd/blksnap-attach.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
+	$(SUBST) $(TOP)/systemd/blksnap-cbt-close.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-cbt-close.service
 	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/blksnap
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ]; then \
@@ -266,7 +267,8 @@ endif
 		$(DESTDIR)$(BASHCOMPDIR)/blksnapctl $(DESTDIR)$(UDEVRULESDIR)/56-dm-blksnap.rules \
 		$(DESTDIR)$(UDEVRULESDIR)/69-dm-blksnap-attach.rules \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-monitor@.service \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-attach.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/blksnap-cbt-close.service
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@for f in blksnaptab monitor.conf; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/blksnap/$$f ] && \
