@@ -443,6 +443,13 @@ int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
 	}
 	d = bs_system_by_devno(&sys, dev.major, dev.minor);
 	topts.tracking = tracking;
+	if (ao.cbt_metadata && d && (bs_prefix(d->dm.uuid, "BLKSNAP-") ||
+				     (bs_sysdev_type(d) && !strcmp(bs_sysdev_type(d), BS_TARGET_IMAGE)))) {
+		/* Before the metadata is formatted for nothing. */
+		r = bs_err(ctx, EINVAL, "%s is a blksnap device (%s) and cannot be attached",
+			   device, d->dm.uuid[0] ? d->dm.uuid : "a snapshot image");
+		goto out;
+	}
 	if (ao.cbt_metadata) {
 		/* Checked, identified and formatted now: the kernel only loads it. */
 		pt.tracking = tracking;
