@@ -27,6 +27,7 @@
 
 #include "dm-blksnap.h"
 #include "dm-blksnap-extents.h"
+#include "dm-blksnap-meta.h"
 
 static LIST_HEAD(tracker_list);
 static DEFINE_MUTEX(tracker_mutex);
@@ -47,8 +48,9 @@ unsigned int blksnap_default_block_sectors(sector_t dev_sectors)
 }
 
 /* Must be called with t->lock and t->map_lock held and the gate closed. */
-static void __new_generation(struct blksnap_tracker *t)
+static void __new_generation(struct blksnap_tracker *t, const char *why)
 {
+	blksnap_meta_new_generation(t, why);
 	uuid_gen(&t->generation);
 	memset(t->active, 0, t->nr_blocks);
 	memset(t->snap_map, 0, t->nr_blocks);
@@ -102,7 +104,7 @@ int __blksnap_cbt_take(struct blksnap_tracker *t)
 	if (t->change_number == 255) {
 		DMINFO("%u:%u: change number 255 reached, new CBT generation",
 		       MAJOR(t->dev), MINOR(t->dev));
-		__new_generation(t);
+		__new_generation(t, "wrap");
 	}
 	memcpy(t->snap_map, t->active, t->nr_blocks);
 	WRITE_ONCE(t->snap_number, t->change_number);
@@ -125,6 +127,7 @@ int blksnap_cbt_take(struct blksnap_tracker *t, u8 *number)
 	mutex_lock(&t->map_lock);
 	*number = __blksnap_cbt_take(t);
 	mutex_unlock(&t->map_lock);
+	blksnap_meta_take(t);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 	return 0;
@@ -135,8 +138,9 @@ void blksnap_cbt_reset(struct blksnap_tracker *t)
 	mutex_lock(&t->lock);
 	blksnap_gate_close(t);
 	mutex_lock(&t->map_lock);
-	__new_generation(t);
+	__new_generation(t, "reset");
 	mutex_unlock(&t->map_lock);
+	blksnap_meta_sync_sb(t);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 }
@@ -242,6 +246,7 @@ static void tracker_free(struct kref *kref)
 
 	cancel_work_sync(&t->deferred_work);
 	WARN_ON(!bio_list_empty(&t->deferred));
+	WARN_ON(t->meta);
 	percpu_ref_exit(&t->writes);
 	kvfree(t->active);
 	kvfree(t->snap_map);
@@ -334,13 +339,60 @@ nomem:
  * A live tracker is shared by the tables of one origin device (a reload);
  * another dm device over the same real device is refused.
  */
+/*
+ * A new tracker, with its maps loaded from @meta_bdev when that is given.
+ * The metadata I/O (bounded by metadata_timeout) runs outside
+ * tracker_mutex.
+ */
+static struct blksnap_tracker *tracker_load(dev_t dev, struct mapped_device *md,
+					    sector_t dev_sectors,
+					    unsigned int block_sectors,
+					    struct block_device *meta_bdev,
+					    const char *meta_id, char **error)
+{
+	struct blksnap_meta_sb *sb = NULL;
+	struct blksnap_meta *m = NULL;
+	struct blksnap_tracker *t;
+	int r;
+
+	if (meta_bdev) {
+		sb = kmalloc(sizeof(*sb), GFP_KERNEL);
+		if (!sb) {
+			*error = "Cannot allocate the metadata state";
+			return ERR_PTR(-ENOMEM);
+		}
+		m = blksnap_meta_alloc(meta_bdev, meta_id, dev_sectors,
+				       &block_sectors, sb, error);
+		if (IS_ERR(m)) {
+			kfree(sb);
+			return ERR_CAST(m);
+		}
+	}
+	if (!block_sectors)
+		block_sectors = blksnap_default_block_sectors(dev_sectors);
+	t = tracker_create(dev, md, dev_sectors, block_sectors, error);
+	if (!IS_ERR(t) && m) {
+		r = blksnap_meta_load(t, m, sb, error);
+		if (r) {
+			blksnap_tracker_put(t);
+			t = ERR_PTR(r);
+		}
+	}
+	if (IS_ERR(t) || !t->meta)
+		blksnap_meta_discard(m);
+	kfree(sb);
+	return t;
+}
+
 struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 					    sector_t dev_sectors,
 					    unsigned int block_sectors,
-					    char **error)
+					    struct block_device *meta_bdev,
+					    const char *meta_id, char **error)
 {
-	struct blksnap_tracker *t;
+	struct blksnap_tracker *t, *created = NULL;
 
+again:
 	mutex_lock(&tracker_mutex);
 	t = __tracker_find(dev);
 	if (t) {
@@ -353,21 +405,33 @@ struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 		} else if (dev_sectors > t->dev_sectors) {
 			*error = "Origin is larger than its live tracker: remove and create it again";
 			t = ERR_PTR(-EINVAL);
+		} else if (!blksnap_meta_matches(t, meta_bdev, meta_id)) {
+			*error = "The metadata options differ from the live tracker's";
+			t = ERR_PTR(-EINVAL);
 		} else {
 			t->tables++;
 			kref_get(&t->kref);
 		}
-	} else {
-		if (!block_sectors)
-			block_sectors = blksnap_default_block_sectors(dev_sectors);
-		t = tracker_create(dev, md, dev_sectors, block_sectors, error);
-		if (!IS_ERR(t)) {
-			t->tables = 1;
-			list_add(&t->list, &tracker_list);
-		}
+	} else if (created) {
+		t = created;
+		created = NULL;
+		t->tables = 1;
+		list_add(&t->list, &tracker_list);
 	}
 	mutex_unlock(&tracker_mutex);
-	return t;
+	if (created) {
+		/* Another table of the device won the race. */
+		blksnap_meta_discard(created->meta);
+		created->meta = NULL;
+		blksnap_tracker_put(created);
+	}
+	if (t)
+		return t;
+	created = tracker_load(dev, md, dev_sectors, block_sectors, meta_bdev,
+			       meta_id, error);
+	if (IS_ERR(created))
+		return created;
+	goto again;
 }
 
 /*
@@ -478,7 +542,41 @@ static int msg_cbt_mark_dirty(struct blksnap_tracker *t, char **argv)
 	blksnap_cbt_mark(t, sector, sectors);
 	blksnap_cbt_mark_snapshot(t, sector, sectors);
 	mutex_unlock(&t->map_lock);
+	blksnap_meta_mark_dirty(t, sector, sectors);
 	return 0;
+}
+
+/*
+ * cbt_close: the maps on disk, the superblock "closed", so that the next
+ * load continues the generation (the shutdown unit sends it); tracking
+ * goes on meanwhile.
+ */
+static int msg_cbt_close(struct blksnap_tracker *t)
+{
+	int r;
+
+	if (!t->meta) {
+		DMWARN("cbt_close: the origin has no metadata device");
+		return -EINVAL;
+	}
+	mutex_lock(&t->lock);
+	blksnap_gate_close(t);
+	r = blksnap_meta_close(t);
+	blksnap_gate_open(t);
+	mutex_unlock(&t->lock);
+	if (r)
+		DMWARN("cbt_close: the metadata device failed: persistent CBT is off");
+	return r;
+}
+
+/* cbt_detach: untracked writes follow on purpose; the next load starts anew. */
+static int msg_cbt_detach(struct blksnap_tracker *t)
+{
+	if (!t->meta) {
+		DMWARN("cbt_detach: the origin has no metadata device");
+		return -EINVAL;
+	}
+	return blksnap_meta_detach(t);
 }
 
 static int msg_cbt_take(struct blksnap_tracker *t, char *result,
@@ -510,7 +608,8 @@ int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
 		unsigned int argc;
 	} msgs[] = {
 		{ "cbt_read", 3 }, { "cbt_changes", 2 }, { "cbt_mark_dirty", 3 },
-		{ "cbt_reset", 1 }, { "cbt_take", 1 },
+		{ "cbt_reset", 1 }, { "cbt_take", 1 }, { "cbt_close", 1 },
+		{ "cbt_detach", 1 },
 	};
 	unsigned int i;
 
@@ -534,8 +633,12 @@ int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
 	case 3:
 		blksnap_cbt_reset(t);
 		return 0;
-	default:
+	case 4:
 		return msg_cbt_take(t, result, maxlen);
+	case 5:
+		return msg_cbt_close(t);
+	default:
+		return msg_cbt_detach(t);
 	}
 }
 

@@ -136,6 +136,19 @@ out:
 	return st;
 }
 
+/* Whether an image uses @dev as its store. */
+static bool store_in_use(dev_t dev)
+{
+	struct blksnap_store *st;
+	bool found = false;
+
+	mutex_lock(&store_mutex);
+	list_for_each_entry(st, &store_list, list)
+		found |= st->dev == dev;
+	mutex_unlock(&store_mutex);
+	return found;
+}
+
 static void store_release(struct kref *kref)
 {
 	struct blksnap_store *st = container_of(kref, struct blksnap_store, kref);
@@ -1414,7 +1427,7 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 			    const char **why)
 {
 	unsigned long timeout = (unsigned long)s->copy_timeout * HZ;
-	unsigned long total;
+	unsigned long total, c;
 	int r = 0;
 
 	spin_lock_irq(&s->lock);
@@ -1468,6 +1481,14 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 	}
 	spin_unlock_irq(&s->lock);
 	if (!r) {
+		/*
+		 * The sweep writes the real device: the marks of every chunk
+		 * it will write are on disk first (persistent CBT).
+		 */
+		for_each_set_bit(c, s->copied, s->nr_chunks)
+			blksnap_meta_cover(t, (sector_t)c << s->chunk_shift,
+					   (sector_t)1 << s->chunk_shift);
+		blksnap_meta_commit(t);
 		mutex_lock(&t->map_lock);
 		t->merge_failed = false;
 		mutex_unlock(&t->map_lock);
@@ -1699,25 +1720,62 @@ nomem:
 
 /*---- Origin target ----*/
 
+/*
+ * Whether @bdev is a device stacked directly on the block device named
+ * @name (a dm-linear onto the origin, say), from the holder links that the
+ * block layer keeps in the disk's "slaves" directory.
+ */
+static bool stacked_on(struct block_device *bdev, const char *name)
+{
+	struct kobject *dir;
+	struct kernfs_node *kn;
+
+	/* A disk being deleted drops its holder directory. */
+	if (!disk_live(bdev->bd_disk))
+		return false;
+	dir = READ_ONCE(bdev->bd_disk->slave_dir);
+	if (!dir || !dir->sd)
+		return false;
+	kn = kernfs_find_and_get(dir->sd, name);
+	kernfs_put(kn);
+	return kn;
+}
+
 struct origin_c {
 	struct dm_dev *dev;
 	struct blksnap_tracker *t;
 	unsigned int block_sectors;	/* as given in the table, 0 if not */
+	struct dm_dev *meta;		/* persistent CBT, or NULL */
+	char *meta_id;
 };
 
+static int origin_snap_bio(struct blksnap_tracker *t, struct bio *bio,
+			   bool from_map);
+
 /*
- * A bio that has entered the gate: a write is marked in the change map and
- * held back until its chunks are copied (or merged). Returns the DM_MAPIO_*
- * verdict.
+ * A bio that has entered the gate: a write is marked in the change map
+ * (and, with persistent CBT, may be held until its mark is on disk), then
+ * held back until its chunks are copied (or merged). Returns the
+ * DM_MAPIO_* verdict.
  */
 static int origin_bio(struct blksnap_tracker *t, struct bio *bio, bool from_map)
 {
 	struct origin_io *io = dm_per_bio_data(bio, sizeof(*io));
-	struct blksnap_snap *s;
 
 	io->gated = true;
-	if (bio_data_dir(bio) == WRITE)
+	if (bio_data_dir(bio) == WRITE) {
 		blksnap_cbt_mark(t, bio->bi_iter.bi_sector, bio_sectors(bio));
+		if (!blksnap_meta_write(t, bio))
+			return DM_MAPIO_SUBMITTED;
+	}
+	return origin_snap_bio(t, bio, from_map);
+}
+
+static int origin_snap_bio(struct blksnap_tracker *t, struct bio *bio,
+			   bool from_map)
+{
+	struct blksnap_snap *s;
+
 	/* Stable until the bio ends: it changes only with the gate closed. */
 	s = READ_ONCE(t->snap);
 	if (!s)
@@ -1737,12 +1795,9 @@ static int origin_bio(struct blksnap_tracker *t, struct bio *bio, bool from_map)
 	return snap_origin_bio(s, bio, from_map);
 }
 
-/* A bio parked while the gate was closed, handed back from the worker. */
-static void origin_replay(struct blksnap_tracker *t, struct bio *bio)
+static void origin_submit(struct bio *bio, int verdict)
 {
-	if (!blksnap_gate_enter(t, bio))
-		return;
-	switch (origin_bio(t, bio, false)) {
+	switch (verdict) {
 	case DM_MAPIO_REMAPPED:
 		dm_submit_bio_remap(bio, NULL);
 		break;
@@ -1750,6 +1805,19 @@ static void origin_replay(struct blksnap_tracker *t, struct bio *bio)
 		bio_io_error(bio);
 		break;
 	}
+}
+
+/* A bio parked while the gate was closed, handed back from the worker. */
+static void origin_replay(struct blksnap_tracker *t, struct bio *bio)
+{
+	if (blksnap_gate_enter(t, bio))
+		origin_submit(bio, origin_bio(t, bio, false));
+}
+
+/* A write whose change mark is on disk now (persistent CBT). */
+static void origin_continue(struct blksnap_tracker *t, struct bio *bio)
+{
+	origin_submit(bio, origin_snap_bio(t, bio, false));
 }
 
 /* The last origin table went away: a snapshot still attached fails. */
@@ -1808,10 +1876,12 @@ static int origin_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
-/* An optional table argument: a key and a decimal value. */
+/* An optional table argument: a key and a decimal (or a string) value. */
 struct blksnap_opt {
 	const char *key;
+	bool string;
 	unsigned long long value;
+	const char *str;
 	bool given;
 };
 
@@ -1848,7 +1918,9 @@ static int parse_opts(struct dm_target *ti, struct dm_arg_set *as,
 			ti->error = "Optional argument given twice";
 			return -EINVAL;
 		}
-		if (kstrtoull(dm_shift_arg(as), 10, &opts[i].value)) {
+		if (opts[i].string) {
+			opts[i].str = dm_shift_arg(as);
+		} else if (kstrtoull(dm_shift_arg(as), 10, &opts[i].value)) {
 			ti->error = "Optional argument value is not a number";
 			return -EINVAL;
 		}
@@ -1862,12 +1934,53 @@ static int parse_opts(struct dm_target *ti, struct dm_arg_set *as,
 }
 
 /*
- * Construct a blksnap-origin: <real-dev> [<#opts> tracking_block_sectors <n>]
+ * The metadata device of persistent CBT: not the real device, nor a device
+ * stacked on it or on the origin (a partition of the same disk cannot be
+ * opened: dm opens its devices exclusively).
+ */
+static int origin_get_meta(struct dm_target *ti, struct origin_c *oc,
+			   const char *path, const char *id)
+{
+	struct mapped_device *md = dm_table_get_md(ti->table);
+	int r;
+
+	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &oc->meta);
+	if (r) {
+		ti->error = "Metadata device lookup failed";
+		return r;
+	}
+	if (oc->meta->bdev == oc->dev->bdev ||
+	    disk_devt(oc->meta->bdev->bd_disk) == disk_devt(dm_disk(md)) ||
+	    stacked_on(oc->meta->bdev, oc->dev->bdev->bd_disk->disk_name) ||
+	    stacked_on(oc->meta->bdev, dm_disk(md)->disk_name)) {
+		ti->error = "The metadata device cannot be the real device, the origin, or a device mapped onto either";
+		return -EINVAL;
+	}
+	if (store_in_use(oc->meta->bdev->bd_dev)) {
+		ti->error = "The metadata device is the store of a blksnap-image";
+		return -EINVAL;
+	}
+	oc->meta_id = kstrdup(id, GFP_KERNEL);
+	if (!oc->meta_id) {
+		ti->error = "Cannot allocate origin context";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Construct a blksnap-origin: <real-dev> [<#opts> <opt>...] with the
+ * options tracking_block_sectors <n>, metadata <dev> and metadata_id <id>
+ * (the last two together).
  */
 static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
-	struct blksnap_opt opt = { .key = "tracking_block_sectors" };
+	struct blksnap_opt opts[] = {
+		{ .key = "tracking_block_sectors" },
+		{ .key = "metadata", .string = true },
+		{ .key = "metadata_id", .string = true },
+	};
 	struct origin_c *oc;
 	char *error = NULL;
 	unsigned long long v;
@@ -1889,11 +2002,11 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Real device lookup failed";
 		goto bad;
 	}
-	r = parse_opts(ti, &as, &opt, 1);
+	r = parse_opts(ti, &as, opts, ARRAY_SIZE(opts));
 	if (r)
 		goto bad;
-	v = opt.value;
-	if (opt.given) {
+	v = opts[0].value;
+	if (opts[0].given) {
 		if (v < BLKSNAP_CBT_MIN_SECTORS || v > UINT_MAX || !is_power_of_2(v)) {
 			ti->error = "tracking_block_sectors must be a power of two >= 8";
 			r = -EINVAL;
@@ -1906,10 +2019,22 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
+	if (opts[1].given != opts[2].given) {
+		ti->error = "metadata and metadata_id go together";
+		r = -EINVAL;
+		goto bad;
+	}
+	if (opts[1].given) {
+		r = origin_get_meta(ti, oc, opts[1].str, opts[2].str);
+		if (r)
+			goto bad;
+	}
 
 	oc->t = blksnap_tracker_get(oc->dev->bdev->bd_dev,
 				    dm_table_get_md(ti->table), ti->len,
-				    oc->block_sectors, &error);
+				    oc->block_sectors,
+				    oc->meta ? oc->meta->bdev : NULL,
+				    oc->meta_id, &error);
 	if (IS_ERR(oc->t)) {
 		r = PTR_ERR(oc->t);
 		ti->error = error;
@@ -1924,6 +2049,9 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
+	if (oc->meta)
+		dm_put_device(ti, oc->meta);
+	kfree(oc->meta_id);
 	if (oc->dev)
 		dm_put_device(ti, oc->dev);
 	kfree(oc);
@@ -1938,9 +2066,14 @@ static void origin_dtr(struct dm_target *ti)
 	if (oc->t->event_ti == ti)
 		oc->t->event_ti = NULL;
 	mutex_unlock(&oc->t->map_lock);
-	if (blksnap_tracker_drop_table(oc->t))
+	if (blksnap_tracker_drop_table(oc->t)) {
 		origin_gone(oc->t);
+		blksnap_meta_release(oc->t);
+	}
 	blksnap_tracker_put(oc->t);
+	if (oc->meta)
+		dm_put_device(ti, oc->meta);
+	kfree(oc->meta_id);
 	dm_put_device(ti, oc->dev);
 	kfree(oc);
 }
@@ -2005,12 +2138,18 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 		DMEMIT("%u %lu %pUb %u ", 1U << t->block_shift, t->nr_blocks,
 		       &t->generation, t->change_number);
 		sz = origin_state(t, result, sz, maxlen);
+		sz = blksnap_meta_status(t, result, sz, maxlen);
 		mutex_unlock(&t->map_lock);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", oc->dev->name);
+		if (oc->block_sectors || oc->meta)
+			DMEMIT(" %u", (oc->block_sectors ? 2 : 0) + (oc->meta ? 4 : 0));
 		if (oc->block_sectors)
-			DMEMIT(" 2 tracking_block_sectors %u", oc->block_sectors);
+			DMEMIT(" tracking_block_sectors %u", oc->block_sectors);
+		if (oc->meta)
+			DMEMIT(" metadata %s metadata_id %s", oc->meta->name,
+			       oc->meta_id);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
@@ -2080,7 +2219,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 static struct target_type origin_target = {
 	.name = "blksnap-origin",
-	.version = {1, 2, 0},
+	.version = {1, 3, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
@@ -2121,27 +2260,6 @@ static void image_release(struct dm_target *ti, struct image_c *ic)
 	if (ic->real)
 		dm_put_device(ti, ic->real);
 	kfree(ic);
-}
-
-/*
- * Whether @bdev is a device stacked directly on the block device named
- * @name (a dm-linear onto the origin, say), from the holder links that the
- * block layer keeps in the disk's "slaves" directory.
- */
-static bool stacked_on(struct block_device *bdev, const char *name)
-{
-	struct kobject *dir;
-	struct kernfs_node *kn;
-
-	/* A disk being deleted drops its holder directory. */
-	if (!disk_live(bdev->bd_disk))
-		return false;
-	dir = READ_ONCE(bdev->bd_disk->slave_dir);
-	if (!dir || !dir->sd)
-		return false;
-	kn = kernfs_find_and_get(dir->sd, name);
-	kernfs_put(kn);
-	return kn;
 }
 
 /*
@@ -2216,6 +2334,11 @@ static int image_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	    stacked_on(store, kobject_name(bdev_kobj(ic->real->bdev))) ||
 	    stacked_on(store, ic->t->origin_name)) {
 		ti->error = "The store cannot be the real device, its origin, or a device mapped onto either";
+		r = -EINVAL;
+		goto bad_tracker;
+	}
+	if (blksnap_meta_in_use(store)) {
+		ti->error = "The store is the metadata device of a blksnap-origin";
 		r = -EINVAL;
 		goto bad_tracker;
 	}
@@ -2331,6 +2454,7 @@ static int image_preresume(struct dm_target *ti)
 		WRITE_ONCE(t->snap, ic->s);
 		t->merge_failed = false;
 		mutex_unlock(&t->map_lock);
+		blksnap_meta_take(t);
 		blksnap_gate_open(t);
 		ic->attached = true;
 	}
@@ -2466,6 +2590,11 @@ static int __init dm_blksnap_init(void)
 	r = blksnap_cbt_init(origin_replay);
 	if (r)
 		goto bad;
+	r = blksnap_meta_init(origin_continue);
+	if (r) {
+		blksnap_cbt_exit();
+		goto bad;
+	}
 	r = dm_register_target(&origin_target);
 	if (r)
 		goto bad_cbt;
@@ -2477,6 +2606,7 @@ static int __init dm_blksnap_init(void)
 bad_origin:
 	dm_unregister_target(&origin_target);
 bad_cbt:
+	blksnap_meta_exit();
 	blksnap_cbt_exit();
 bad:
 	if (blksnap_wq)
@@ -2491,6 +2621,7 @@ static void __exit dm_blksnap_exit(void)
 {
 	dm_unregister_target(&image_target);
 	dm_unregister_target(&origin_target);
+	blksnap_meta_exit();
 	blksnap_cbt_exit();
 	destroy_workqueue(blksnap_wq);
 	kmem_cache_destroy(pending_cache);

@@ -31,6 +31,8 @@
 
 struct mapped_device;
 struct blksnap_snap;
+struct blksnap_meta;
+struct blksnap_meta_sb;
 
 /*
  * Per-real-device state. The maps are written without locks on the I/O
@@ -87,6 +89,12 @@ struct blksnap_tracker {
 	bool gone;			/* no origin table left (under @lock) */
 	struct dm_target *event_ti;	/* the live origin target, for events */
 
+	/*
+	 * Persistent CBT (dm-blksnap-meta.c), or NULL: set before the
+	 * tracker is registered, cleared when its last table is gone.
+	 */
+	struct blksnap_meta *meta;
+
 	/* A merge that ended without finishing, kept for the status line. */
 	bool merge_failed;
 	unsigned long merge_done, merge_total;
@@ -104,7 +112,8 @@ void blksnap_cbt_exit(void);
 struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 					    sector_t dev_sectors,
 					    unsigned int block_sectors,
-					    char **error);
+					    struct block_device *meta_bdev,
+					    const char *meta_id, char **error);
 bool blksnap_tracker_drop_table(struct blksnap_tracker *t);
 struct blksnap_tracker *blksnap_tracker_lookup(dev_t dev);
 void blksnap_tracker_put(struct blksnap_tracker *t);
@@ -129,5 +138,35 @@ int blksnap_cbt_take(struct blksnap_tracker *t, u8 *number);
 void blksnap_cbt_reset(struct blksnap_tracker *t);
 int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
 			char **argv, char *result, unsigned int maxlen);
+
+/*
+ * Persistent change tracking (dm-blksnap-meta.c). A held origin write goes
+ * on through the continue function given to blksnap_meta_init().
+ */
+int blksnap_meta_init(blksnap_replay_fn cont);
+void blksnap_meta_exit(void);
+struct blksnap_meta *blksnap_meta_alloc(struct block_device *bdev,
+					const char *id, sector_t dev_sectors,
+					unsigned int *block_sectors,
+					struct blksnap_meta_sb *sb, char **error);
+int blksnap_meta_load(struct blksnap_tracker *t, struct blksnap_meta *m,
+		      const struct blksnap_meta_sb *sb, char **error);
+void blksnap_meta_discard(struct blksnap_meta *m);
+void blksnap_meta_release(struct blksnap_tracker *t);
+bool blksnap_meta_matches(struct blksnap_tracker *t, struct block_device *bdev,
+			  const char *id);
+bool blksnap_meta_in_use(struct block_device *bdev);
+bool blksnap_meta_write(struct blksnap_tracker *t, struct bio *bio);
+void blksnap_meta_cover(struct blksnap_tracker *t, sector_t sector, sector_t nr);
+void blksnap_meta_commit(struct blksnap_tracker *t);
+void blksnap_meta_take(struct blksnap_tracker *t);
+void blksnap_meta_new_generation(struct blksnap_tracker *t, const char *why);
+void blksnap_meta_sync_sb(struct blksnap_tracker *t);
+void blksnap_meta_mark_dirty(struct blksnap_tracker *t, sector_t sector,
+			     sector_t nr);
+int blksnap_meta_close(struct blksnap_tracker *t);
+int blksnap_meta_detach(struct blksnap_tracker *t);
+unsigned int blksnap_meta_status(struct blksnap_tracker *t, char *result,
+				 unsigned int sz, unsigned int maxlen);
 
 #endif /* DM_BLKSNAP_H */
