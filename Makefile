@@ -139,11 +139,16 @@ unit: $(UNIT_BINS)
 # Built here, not in each guest: a compile under the emulated debug kernel
 # takes 17 s (tests/stress-lib.sh's vf_build compiles only when this one is
 # missing or older than its source, as when a test runs by hand).
-TOOLS := $(BUILD)/tools/devcmp $(BUILD)/tools/verifier
+TOOLS := $(BUILD)/tools/devcmp $(BUILD)/tools/verifier $(BUILD)/tools/cbt-meta
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BLKSNAP_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The metadata format of persistent CBT, through the library's own code.
+$(BUILD)/tools/cbt-meta: tests/tools/cbt-meta.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BLKSNAP_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_LIB)
 
 $(BUILD)/tools/verifier: tests/verifier/verifier.c
 	@mkdir -p $(dir $@)
