@@ -124,10 +124,12 @@ int blksnap_cbt_take(struct blksnap_tracker *t, u8 *number)
 		return -EBUSY;
 	}
 	blksnap_gate_close(t);
+	blksnap_meta_lock(t);
 	mutex_lock(&t->map_lock);
 	*number = __blksnap_cbt_take(t);
 	mutex_unlock(&t->map_lock);
 	blksnap_meta_take(t);
+	blksnap_meta_unlock(t);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 	return 0;
@@ -137,10 +139,12 @@ void blksnap_cbt_reset(struct blksnap_tracker *t)
 {
 	mutex_lock(&t->lock);
 	blksnap_gate_close(t);
+	blksnap_meta_lock(t);
 	mutex_lock(&t->map_lock);
 	__new_generation(t, "reset");
 	mutex_unlock(&t->map_lock);
 	blksnap_meta_sync_sb(t);
+	blksnap_meta_unlock(t);
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 }
@@ -420,9 +424,11 @@ again:
 	}
 	mutex_unlock(&tracker_mutex);
 	if (created) {
-		/* Another table of the device won the race. */
-		blksnap_meta_discard(created->meta);
-		created->meta = NULL;
+		/*
+		 * Another table of the device won the race: the metadata
+		 * that was loaded says "replaced", as at a removal.
+		 */
+		blksnap_meta_release(created);
 		blksnap_tracker_put(created);
 	}
 	if (t)
@@ -432,6 +438,19 @@ again:
 	if (IS_ERR(created))
 		return created;
 	goto again;
+}
+
+/* Whether a live tracker has @dev as its real device or its origin. */
+bool blksnap_tracker_uses(dev_t dev)
+{
+	struct blksnap_tracker *t;
+	bool found = false;
+
+	mutex_lock(&tracker_mutex);
+	list_for_each_entry(t, &tracker_list, list)
+		found |= t->dev == dev || t->origin_dev == dev;
+	mutex_unlock(&tracker_mutex);
+	return found;
 }
 
 /*
@@ -537,12 +556,18 @@ static int msg_cbt_mark_dirty(struct blksnap_tracker *t, char **argv)
 		       sector, sectors, (unsigned long long)t->dev_sectors);
 		return -EINVAL;
 	}
-	/* A take copies the map under @map_lock: one side of it or the other. */
+	/*
+	 * A take copies the map under @map_lock: one side of it or the
+	 * other; with persistent CBT the metadata lock keeps takes out until
+	 * the marks are on disk.
+	 */
+	blksnap_meta_lock(t);
 	mutex_lock(&t->map_lock);
 	blksnap_cbt_mark(t, sector, sectors);
 	blksnap_cbt_mark_snapshot(t, sector, sectors);
 	mutex_unlock(&t->map_lock);
 	blksnap_meta_mark_dirty(t, sector, sectors);
+	blksnap_meta_unlock(t);
 	return 0;
 }
 

@@ -17,10 +17,14 @@
  * entries raised to the superblock's change number: a crash over-reports,
  * never under-reports.
  *
- * Every metadata I/O is bounded by metadata_timeout: one that fails or
- * does not end in time turns persistence off for the session ("failed",
- * sticky, written to the superblock when the device answers) and lets the
- * held bios go on. The origin never waits longer than that for its maps.
+ * Every metadata I/O is bounded by metadata_timeout, and so is the time
+ * a bio is held (a timer, since the commit worker may wait behind a take's
+ * I/O first): one that fails or does not end in time turns persistence off
+ * for the session ("failed", sticky, written to the superblock before or,
+ * after a timeout, when the device answers) and lets the held bios go on.
+ * The origin never waits longer than that for its maps.
+ *
+ * Lock order: t->lock, the write gate, m->io_mutex, t->map_lock, m->lock.
  */
 #include <linux/module.h>
 #include <linux/device-mapper.h>
@@ -38,10 +42,11 @@ MODULE_PARM_DESC(metadata_timeout,
 
 /* Blocks read or written by one bio, and read at once at load. */
 #define META_IO_BLOCKS	256U
+#define META_BLOCK_SECTORS	(BLKSNAP_META_BLOCK >> SECTOR_SHIFT)
 
 static struct workqueue_struct *meta_wq;
-/* Its own bios: held origin writes may hold the shared sets' reserves. */
-static struct bio_set meta_bs;
+/* Batches not freed yet: their bios may end after a timeout. */
+static atomic_t meta_batches = ATOMIC_INIT(0);
 /* Metadata devices in use: one tracker each. */
 static LIST_HEAD(meta_list);
 static DEFINE_MUTEX(meta_list_mutex);
@@ -72,23 +77,27 @@ struct blksnap_meta {
 	u64 epoch;
 	u64 sb_seq;
 	u64 intent_seq;
+	u8 sb_block;			/* the block of the current superblock */
 	u8 sb_state;			/* what the next superblock says */
 	u8 snap_slot;			/* the snapshot map holding the last take */
-	bool closed;			/* cbt_close ran this session */
+	bool closed;			/* cbt_close, and no write since */
 	unsigned long *staged;		/* the bits being committed */
 
 	/*
-	 * @lock (irq-safe: bios are held from map()) protects @pending,
-	 * @held and @mode; @committed is set under it and read without it.
+	 * @lock (irq-safe: bios are held from map()) protects @pending, the
+	 * held lists and @mode; @committed is set under it and read without.
 	 */
 	spinlock_t lock;
 	unsigned long *committed;	/* intent bit on disk */
 	unsigned long *pending;		/* wanted by a held bio or a cover */
-	struct bio_list held;
+	struct bio_list held;		/* for the next commit */
+	struct bio_list committing;	/* for the commit being written */
+	unsigned long held_since, committing_since;	/* jiffies */
 	bool queued;
 	enum meta_mode mode;		/* sticky once not OK */
 	const char *why;		/* why this generation started, or NULL */
 	struct work_struct commit_work;
+	struct delayed_work hold_work;
 };
 
 /*---- Checksums and blocks ----*/
@@ -182,6 +191,8 @@ static void batch_put(struct meta_batch *b)
 		if (b->pages[i])
 			__free_page(b->pages[i]);
 	kfree(b);
+	if (atomic_dec_and_test(&meta_batches))
+		wake_up_var(&meta_batches);
 }
 
 static struct meta_batch *batch_alloc(unsigned int nr)
@@ -192,6 +203,7 @@ static struct meta_batch *batch_alloc(unsigned int nr)
 	b = kzalloc(struct_size(b, pages, nr), GFP_NOIO);
 	if (!b)
 		return NULL;
+	atomic_inc(&meta_batches);
 	b->nr = nr;
 	refcount_set(&b->ref, 1);
 	atomic_set(&b->pending, 1);
@@ -224,11 +236,17 @@ static void batch_end_io(struct bio *bio)
 
 	if (bio->bi_status)
 		WRITE_ONCE(b->status, bio->bi_status);
-	bio_put(bio);
+	bio_uninit(bio);
+	kfree(bio);
 	batch_end(b);
 }
 
-/* I/O of @count pages from @first to the blocks from @block on. */
+/*
+ * I/O of @count pages from @first to the blocks from @block on. The bios
+ * come from kmalloc, not a bio_set: bios stuck on a stalled metadata
+ * device must not hold a reserve that the next commit waits for. A failed
+ * allocation fails the batch.
+ */
 static void batch_add(struct blksnap_meta *m, struct meta_batch *b,
 		      unsigned int first, unsigned int count, sector_t block,
 		      blk_opf_t opf)
@@ -239,10 +257,16 @@ static void batch_add(struct blksnap_meta *m, struct meta_batch *b,
 	while (count) {
 		unsigned int n = min(count, META_IO_BLOCKS);
 
-		bio = bio_alloc_bioset(m->bdev, n, opf, GFP_NOIO, &meta_bs);
-		bio->bi_iter.bi_sector = block << (PAGE_SHIFT - SECTOR_SHIFT);
+		bio = bio_kmalloc(n, GFP_NOIO);
+		if (!bio) {
+			WRITE_ONCE(b->status, BLK_STS_RESOURCE);
+			return;
+		}
+		bio_init(bio, m->bdev, bio->bi_inline_vecs, n, opf);
+		bio->bi_iter.bi_sector = block * META_BLOCK_SECTORS;
 		for (i = 0; i < n; i++)
-			__bio_add_page(bio, b->pages[first + i], PAGE_SIZE, 0);
+			__bio_add_page(bio, b->pages[first + i],
+				       BLKSNAP_META_BLOCK, 0);
 		bio->bi_private = b;
 		bio->bi_end_io = batch_end_io;
 		refcount_inc(&b->ref);
@@ -254,17 +278,29 @@ static void batch_add(struct blksnap_meta *m, struct meta_batch *b,
 	}
 }
 
+static unsigned long meta_timeout(void)
+{
+	unsigned int tmo = READ_ONCE(metadata_timeout);
+
+	return tmo ? (unsigned long)min(tmo, 86400U) * HZ : MAX_SCHEDULE_TIMEOUT;
+}
+
 /* Wait for the batch's I/O: 0, -EIO or -ETIMEDOUT. The batch stays. */
 static int batch_wait(struct meta_batch *b)
 {
-	unsigned long left = metadata_timeout ? metadata_timeout * HZ :
-			     MAX_SCHEDULE_TIMEOUT;
-
 	if (atomic_dec_and_test(&b->pending))
 		complete(&b->done);
-	if (!wait_for_completion_io_timeout(&b->done, left))
+	if (!wait_for_completion_io_timeout(&b->done, meta_timeout()))
 		return -ETIMEDOUT;
 	return READ_ONCE(b->status) ? -EIO : 0;
+}
+
+/* Let the batch go without waiting for it. */
+static void batch_abandon(struct meta_batch *b)
+{
+	if (atomic_dec_and_test(&b->pending))
+		complete(&b->done);
+	batch_put(b);
 }
 
 /*---- Writing ----*/
@@ -274,7 +310,7 @@ static bool meta_off(struct blksnap_meta *m)
 	return READ_ONCE(m->mode) != META_OK;
 }
 
-static void fill_sb(struct blksnap_meta *m, void *p)
+static void fill_sb(struct blksnap_meta *m, void *p, u64 seq)
 {
 	struct blksnap_tracker *t = m->t;
 	struct blksnap_meta_sb *sb = p;
@@ -282,7 +318,7 @@ static void fill_sb(struct blksnap_meta *m, void *p)
 	memset(p, 0, BLKSNAP_META_BLOCK);
 	memcpy(sb->magic, BLKSNAP_META_SB_MAGIC, sizeof(sb->magic));
 	sb->version = cpu_to_le32(BLKSNAP_META_VERSION);
-	sb->seq = cpu_to_le64(m->sb_seq);
+	sb->seq = cpu_to_le64(seq);
 	sb->epoch = cpu_to_le64(m->epoch);
 	memcpy(sb->generation, &t->generation, sizeof(sb->generation));
 	sb->change_number = t->change_number;
@@ -335,54 +371,67 @@ static const char *mode_error(int r)
 	       r == -ENOMEM ? "could not allocate memory" : "failed";
 }
 
-/*
- * Persistence ends for this session. The superblock says so if the device
- * still takes a write; a device that took neither is the case
- * Documentation/dm-blksnap.rst lists as not detected. io_mutex held.
- */
-static void meta_fail(struct blksnap_meta *m, const char *what, int r)
-{
-	struct meta_batch *b;
-	unsigned long flags;
-	bool first;
-
-	spin_lock_irqsave(&m->lock, flags);
-	first = m->mode == META_OK;
-	if (first)
-		m->mode = META_FAILED;
-	spin_unlock_irqrestore(&m->lock, flags);
-	if (!first)
-		return;
-	DMERR("%u:%u: persistent CBT off: metadata %s %s; the next load starts a new generation",
-	      MAJOR(m->t->dev), MINOR(m->t->dev), what, mode_error(r));
-	if (r == -ETIMEDOUT)
-		return;
-	m->sb_state = BLKSNAP_META_FAILED;
-	b = batch_alloc(1);
-	if (!b)
-		return;
-	m->sb_seq++;
-	fill_sb(m, batch_block(b, 0));
-	batch_add(m, b, 0, 1, m->sb_seq & 1, REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
-	batch_wait(b);
-	batch_put(b);
-}
-
-/* Write the superblock; io_mutex held. */
-static int write_sb(struct blksnap_meta *m)
+/* Submit the next superblock into the block that is not the current one. */
+static struct meta_batch *submit_sb(struct blksnap_meta *m)
 {
 	struct meta_batch *b = batch_alloc(1);
+
+	if (!b)
+		return NULL;
+	fill_sb(m, batch_block(b, 0), m->sb_seq + 1);
+	batch_add(m, b, 0, 1, m->sb_block ^ 1,
+		  REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
+	return b;
+}
+
+/*
+ * Write the superblock; io_mutex held. A block that failed is written
+ * again next time: the other one is the sound one.
+ */
+static int write_sb(struct blksnap_meta *m)
+{
+	struct meta_batch *b = submit_sb(m);
 	int r;
 
 	if (!b)
 		return -ENOMEM;
-	m->sb_seq++;
-	fill_sb(m, batch_block(b, 0));
-	batch_add(m, b, 0, 1, m->sb_seq & 1,
-		  REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
 	r = batch_wait(b);
 	batch_put(b);
+	if (!r) {
+		m->sb_seq++;
+		m->sb_block ^= 1;
+	}
 	return r;
+}
+
+/*
+ * Persistence ends for this session. The superblock says so before any
+ * write goes on untracked, if the device still takes a write; after a
+ * timeout it is submitted without waiting, to land if the device comes
+ * back. A device that takes neither is the case Documentation/dm-blksnap.rst
+ * lists as not detected. io_mutex held.
+ */
+static void meta_fail(struct blksnap_meta *m, const char *what, int r)
+{
+	struct meta_batch *b;
+
+	/* Once; the hold timer may have turned the mode off already. */
+	if (m->sb_state == BLKSNAP_META_FAILED ||
+	    READ_ONCE(m->mode) == META_DETACHED)
+		return;
+	DMERR("%u:%u: persistent CBT off: metadata %s %s; the next load starts a new generation",
+	      MAJOR(m->t->dev), MINOR(m->t->dev), what, mode_error(r));
+	m->sb_state = BLKSNAP_META_FAILED;
+	if (r == -ETIMEDOUT) {
+		b = submit_sb(m);
+		if (b)
+			batch_abandon(b);
+	} else {
+		write_sb(m);
+	}
+	spin_lock_irq(&m->lock);
+	m->mode = META_FAILED;
+	spin_unlock_irq(&m->lock);
 }
 
 /* Write the intent bitmap @bits as the next commit; io_mutex held. */
@@ -442,7 +491,26 @@ static int write_map(struct blksnap_meta *m, const u8 *map, sector_t area,
 
 /*---- Commits ----*/
 
-/* Commit the pending bits and let the held bios go on; io_mutex held. */
+/* Hold @bio for the next commit; m->lock held. */
+static void __hold(struct blksnap_meta *m, struct bio *bio)
+{
+	if (bio_list_empty(&m->held)) {
+		m->held_since = jiffies;
+		if (metadata_timeout)
+			queue_delayed_work(meta_wq, &m->hold_work, meta_timeout());
+	}
+	bio_list_add(&m->held, bio);
+	if (!m->queued) {
+		m->queued = true;
+		queue_work(meta_wq, &m->commit_work);
+	}
+}
+
+/*
+ * Commit the pending bits and let the held bios go on; io_mutex held. The
+ * first commit after cbt_close writes "open" first: the close no longer
+ * describes the device.
+ */
 static void meta_commit(struct blksnap_meta *m)
 {
 	struct bio_list bios;
@@ -452,8 +520,12 @@ static void meta_commit(struct blksnap_meta *m)
 
 	spin_lock_irq(&m->lock);
 	m->queued = false;
-	bios = m->held;
-	bio_list_init(&m->held);
+	if (!bio_list_empty(&m->held)) {
+		if (bio_list_empty(&m->committing))
+			m->committing_since = m->held_since;
+		bio_list_merge(&m->committing, &m->held);
+		bio_list_init(&m->held);
+	}
 	off = m->mode != META_OK;
 	any = !bitmap_empty(m->pending, m->regions);
 	bitmap_or(m->staged, m->committed, m->pending, m->regions);
@@ -461,15 +533,23 @@ static void meta_commit(struct blksnap_meta *m)
 	spin_unlock_irq(&m->lock);
 
 	if (!off && any) {
-		r = write_intent(m, m->staged);
-		if (r) {
-			meta_fail(m, "intent write", r);
-		} else {
-			spin_lock_irq(&m->lock);
-			bitmap_or(m->committed, m->committed, m->staged, m->regions);
-			spin_unlock_irq(&m->lock);
+		if (m->closed) {
+			m->sb_state = BLKSNAP_META_OPEN;
+			r = write_sb(m);
+			if (!r)
+				m->closed = false;
 		}
+		if (!r)
+			r = write_intent(m, m->staged);
+		if (r)
+			meta_fail(m, "intent write", r);
 	}
+	spin_lock_irq(&m->lock);
+	if (!off && any && !r)
+		bitmap_or(m->committed, m->committed, m->staged, m->regions);
+	bios = m->committing;
+	bio_list_init(&m->committing);
+	spin_unlock_irq(&m->lock);
 	while ((bio = bio_list_pop(&bios)))
 		meta_continue(m->t, bio);
 }
@@ -482,6 +562,48 @@ static void commit_work(struct work_struct *work)
 	mutex_lock(&m->io_mutex);
 	meta_commit(m);
 	mutex_unlock(&m->io_mutex);
+}
+
+/*
+ * A bio held for metadata_timeout: persistence is off and every held bio
+ * goes on, whatever the commit worker waits for (an intent write, or a
+ * take's I/O before it).
+ */
+static void hold_timeout(struct work_struct *work)
+{
+	struct blksnap_meta *m = container_of(to_delayed_work(work),
+					      struct blksnap_meta, hold_work);
+	unsigned long oldest, tmo = meta_timeout();
+	struct bio_list bios;
+	struct bio *bio;
+	bool failed = false;
+
+	spin_lock_irq(&m->lock);
+	if (bio_list_empty(&m->held) && bio_list_empty(&m->committing)) {
+		spin_unlock_irq(&m->lock);
+		return;
+	}
+	oldest = bio_list_empty(&m->committing) ? m->held_since :
+		 m->committing_since;
+	if (time_before(jiffies, oldest + tmo)) {
+		queue_delayed_work(meta_wq, &m->hold_work, oldest + tmo - jiffies);
+		spin_unlock_irq(&m->lock);
+		return;
+	}
+	if (m->mode == META_OK) {
+		m->mode = META_FAILED;
+		failed = true;
+	}
+	bios = m->committing;
+	bio_list_merge(&bios, &m->held);
+	bio_list_init(&m->committing);
+	bio_list_init(&m->held);
+	spin_unlock_irq(&m->lock);
+	if (failed)
+		DMERR("%u:%u: persistent CBT off: a write waited metadata_timeout for its mark; the next load starts a new generation",
+		      MAJOR(m->t->dev), MINOR(m->t->dev));
+	while ((bio = bio_list_pop(&bios)))
+		meta_continue(m->t, bio);
 }
 
 static void region_range(struct blksnap_meta *m, sector_t sector,
@@ -538,19 +660,14 @@ bool blksnap_meta_write(struct blksnap_tracker *t, struct bio *bio)
 		spin_unlock_irqrestore(&m->lock, flags);
 		return true;
 	}
-	bio_list_add(&m->held, bio);
-	if (!m->queued) {
-		m->queued = true;
-		queue_work(meta_wq, &m->commit_work);
-	}
+	__hold(m, bio);
 	spin_unlock_irqrestore(&m->lock, flags);
 	return false;
 }
 
 /*
- * Commit the intent of @sector..+@nr before returning (a merge writes the
- * real device from the store; cbt_mark_dirty). Errors turn persistence
- * off; the caller goes on either way.
+ * The intent of @sector..+@nr joins the next commit; blksnap_meta_commit()
+ * writes it (a merge writes the real device from the store).
  */
 void blksnap_meta_cover(struct blksnap_tracker *t, sector_t sector, sector_t nr)
 {
@@ -563,6 +680,7 @@ void blksnap_meta_cover(struct blksnap_tracker *t, sector_t sector, sector_t nr)
 	spin_unlock_irq(&m->lock);
 }
 
+/* Commit what is pending before returning. Errors turn persistence off. */
 void blksnap_meta_commit(struct blksnap_tracker *t)
 {
 	struct blksnap_meta *m = t->meta;
@@ -572,6 +690,23 @@ void blksnap_meta_commit(struct blksnap_tracker *t)
 	mutex_lock(&m->io_mutex);
 	meta_commit(m);
 	mutex_unlock(&m->io_mutex);
+}
+
+/*
+ * m->io_mutex, for a take, reset or cbt_mark_dirty: their change in memory
+ * and its metadata I/O are one section, so that no commit or other write
+ * interleaves (taken after the gate closed, before t->map_lock).
+ */
+void blksnap_meta_lock(struct blksnap_tracker *t)
+{
+	if (t->meta)
+		mutex_lock(&t->meta->io_mutex);
+}
+
+void blksnap_meta_unlock(struct blksnap_tracker *t)
+{
+	if (t->meta)
+		mutex_unlock(&t->meta->io_mutex);
 }
 
 /*
@@ -598,35 +733,36 @@ static int __sync_all(struct blksnap_meta *m, bool snap)
 		return r;
 	bitmap_zero(m->staged, m->regions);
 	r = write_intent(m, m->staged);
-	if (!r)
+	if (!r) {
+		spin_lock_irq(&m->lock);
 		bitmap_zero(m->committed, m->regions);
+		spin_unlock_irq(&m->lock);
+	}
 	return r;
 }
 
 /*
  * After a take (in memory: t->snap_map holds it), with the gate still
- * closed and t->lock held; a new generation that came with it is in
- * memory too (blksnap_meta_new_generation()).
+ * closed, t->lock and blksnap_meta_lock() held; a new generation that came
+ * with it is in memory too (blksnap_meta_new_generation()).
  */
 void blksnap_meta_take(struct blksnap_tracker *t)
 {
 	struct blksnap_meta *m = t->meta;
 	int r;
 
-	if (!m)
+	if (!m || meta_off(m))
 		return;
-	mutex_lock(&m->io_mutex);
-	if (!meta_off(m)) {
-		r = __sync_all(m, true);
-		if (r)
-			meta_fail(m, "write at a take", r);
-	}
-	mutex_unlock(&m->io_mutex);
+	r = __sync_all(m, true);
+	if (r)
+		meta_fail(m, "write at a take", r);
 }
 
 /*
  * A new generation in memory: a new epoch, so that every map and intent
- * block on disk reads as zeros from the next superblock on. Gate closed,
+ * block on disk reads as zeros from the next superblock on. The snapshot
+ * slot stays: the next take writes the other one, never the one the
+ * superblock on disk names. Gate closed, blksnap_meta_lock() and
  * t->map_lock held; the caller writes the superblock after (a take, or
  * blksnap_meta_sync_sb()).
  */
@@ -642,58 +778,61 @@ void blksnap_meta_new_generation(struct blksnap_tracker *t, const char *why)
 	bitmap_zero(m->pending, m->regions);
 	m->why = why;
 	spin_unlock_irq(&m->lock);
-	m->snap_slot = 0;
 }
 
-/* The superblock after a reset; gate closed, t->lock held. */
+/* The superblock after a reset; gate closed, blksnap_meta_lock() held. */
 void blksnap_meta_sync_sb(struct blksnap_tracker *t)
 {
 	struct blksnap_meta *m = t->meta;
 	int r;
 
-	if (!m)
+	if (!m || meta_off(m))
 		return;
-	mutex_lock(&m->io_mutex);
-	if (!meta_off(m)) {
-		r = write_sb(m);
-		if (r)
-			meta_fail(m, "superblock write", r);
-	}
-	mutex_unlock(&m->io_mutex);
+	r = write_sb(m);
+	if (r)
+		meta_fail(m, "superblock write", r);
 }
 
 /*
- * cbt_mark_dirty: the active marks are committed like a write's; the
- * snapshot map's blocks of the range are written too.
+ * cbt_mark_dirty, after its marks in memory, blksnap_meta_lock() held: the
+ * active marks are committed like a write's, and the snapshot map's blocks
+ * of the range are written with FUA before the reply.
  */
 void blksnap_meta_mark_dirty(struct blksnap_tracker *t, sector_t sector,
 			     sector_t nr)
 {
 	struct blksnap_meta *m = t->meta;
-	unsigned long first, last, *only;
-	int r;
+	unsigned long i, n, first, last;
+	struct meta_batch *b;
+	unsigned int k;
+	int r = 0;
 
 	if (!m)
 		return;
 	blksnap_meta_cover(t, sector, nr);
-	mutex_lock(&m->io_mutex);
 	meta_commit(m);
-	if (!meta_off(m) && t->snap_taken) {
-		region_range(m, sector, nr, &first, &last);
-		only = bitmap_zalloc(m->regions, GFP_KERNEL);
-		if (!only) {
-			meta_fail(m, "snapshot map write", -ENOMEM);
-		} else {
-			bitmap_set(only, first, last - first + 1);
-			mutex_lock(&t->map_lock);
-			r = write_map(m, t->snap_map, m->snap[m->snap_slot], only);
-			mutex_unlock(&t->map_lock);
-			bitmap_free(only);
-			if (r)
-				meta_fail(m, "snapshot map write", r);
+	if (meta_off(m) || !t->snap_taken)
+		return;
+	region_range(m, sector, nr, &first, &last);
+	for (i = first; i <= last && !r; i += n) {
+		n = min_t(unsigned long, META_IO_BLOCKS, last + 1 - i);
+		b = batch_alloc(n);
+		if (!b) {
+			r = -ENOMEM;
+			break;
 		}
+		/* Filled under the lock, written without it: status answers. */
+		mutex_lock(&t->map_lock);
+		for (k = 0; k < n; k++)
+			fill_map(m, batch_block(b, k), t->snap_map, i + k);
+		mutex_unlock(&t->map_lock);
+		batch_add(m, b, 0, n, m->snap[m->snap_slot] + i,
+			  REQ_OP_WRITE | REQ_FUA);
+		r = batch_wait(b);
+		batch_put(b);
 	}
-	mutex_unlock(&m->io_mutex);
+	if (r)
+		meta_fail(m, "snapshot map write", r);
 }
 
 /* cbt_close: everything on disk, state closed. Gate closed, t->lock held. */
@@ -721,7 +860,10 @@ int blksnap_meta_close(struct blksnap_tracker *t)
 	return r;
 }
 
-/* cbt_detach: the next load starts a new generation. */
+/*
+ * cbt_detach: the next load starts a new generation. The superblock says
+ * so before any write goes on untracked.
+ */
 int blksnap_meta_detach(struct blksnap_tracker *t)
 {
 	struct blksnap_meta *m = t->meta;
@@ -730,16 +872,16 @@ int blksnap_meta_detach(struct blksnap_tracker *t)
 	if (!m)
 		return -EINVAL;
 	mutex_lock(&m->io_mutex);
-	spin_lock_irq(&m->lock);
-	if (m->mode == META_OK)
-		m->mode = META_DETACHED;
-	spin_unlock_irq(&m->lock);
-	if (m->sb_state != BLKSNAP_META_FAILED) {
+	if (!meta_off(m)) {
 		m->sb_state = BLKSNAP_META_DETACHED;
 		r = write_sb(m);
-		if (r)
-			DMERR("%u:%u: cbt_detach: superblock write %s",
-			      MAJOR(t->dev), MINOR(t->dev), mode_error(r));
+		if (r) {
+			meta_fail(m, "superblock write at cbt_detach", r);
+		} else {
+			spin_lock_irq(&m->lock);
+			m->mode = META_DETACHED;
+			spin_unlock_irq(&m->lock);
+		}
 	}
 	mutex_unlock(&m->io_mutex);
 	return r ? -EIO : 0;
@@ -824,7 +966,6 @@ static int load_intent(struct blksnap_meta *m)
 	err = read_blocks(m, m->intent[0], 2 * m->intent_blocks, &b);
 	if (err)
 		return err;
-	err = 0;
 	for (i = 0; i < m->intent_blocks; i++) {
 		const struct blksnap_meta_hdr *h;
 		int pick = -1, ok[2];
@@ -833,21 +974,26 @@ static int load_intent(struct blksnap_meta *m)
 		for (k = 0; k < 2; k++) {
 			p = batch_block(b, k * m->intent_blocks + i);
 			ok[k] = hdr_check(p, BLKSNAP_META_INTENT_MAGIC, m->epoch, i);
-			if (ok[k] != -EBADMSG) {
-				h = (const void *)p;
-				m->intent_seq = max(m->intent_seq, le64_to_cpu(h->seq));
-			}
 			if (ok[k])
 				continue;
+			/* Only this epoch's: the next commit must not overwrite them. */
+			h = (const void *)p;
+			m->intent_seq = max(m->intent_seq, le64_to_cpu(h->seq));
 			if (pick < 0 || le64_to_cpu(h->seq) >
 			    le64_to_cpu(((struct blksnap_meta_hdr *)
 				batch_block(b, pick * m->intent_blocks + i))->seq))
 				pick = k;
 		}
 		if (pick < 0) {
-			/* Torn or lost in both copies: no way to tell. */
-			if (ok[0] == -EBADMSG && ok[1] == -EBADMSG)
-				err = -EBADMSG;
+			/*
+			 * A copy that does not verify may be this epoch's,
+			 * torn: every region of the block may have writes.
+			 */
+			if (ok[0] == -EBADMSG || ok[1] == -EBADMSG)
+				for (r = i * BLKSNAP_META_INTENT_BITS;
+				     r < m->regions &&
+				     r < (i + 1) * BLKSNAP_META_INTENT_BITS; r++)
+					__set_bit(r, m->committed);
 			continue;
 		}
 		p = batch_block(b, pick * m->intent_blocks + i) +
@@ -861,16 +1007,18 @@ static int load_intent(struct blksnap_meta *m)
 		}
 	}
 	batch_put(b);
-	return err;
+	return 0;
 }
 
 /*
  * Read a map area into @map. Regions set in @raise (the active map's
- * intent) read as C whatever the block holds. -EBADMSG when a block that
- * must be sound is not, or holds an entry above @limit.
+ * intent) read as C whatever the block holds; a block of an older epoch
+ * reads as zeros in the active map only (a take writes the whole snapshot
+ * map). -EBADMSG when a block that must be sound is not, or holds an entry
+ * above @limit.
  */
 static int load_map(struct blksnap_meta *m, u8 *map, sector_t area,
-		    const unsigned long *raise, u8 limit)
+		    const unsigned long *raise, bool active, u8 limit)
 {
 	unsigned long i, first, len, j;
 	struct meta_batch *b;
@@ -894,7 +1042,7 @@ static int load_map(struct blksnap_meta *m, u8 *map, sector_t area,
 				continue;
 			}
 			c = hdr_check(p, BLKSNAP_META_MAP_MAGIC, m->epoch, i + k);
-			if (c == -ESTALE) {
+			if (c == -ESTALE && active) {
 				memset(map + first, 0, len);
 				continue;
 			}
@@ -938,8 +1086,10 @@ static int read_sb(struct blksnap_meta *m, sector_t dev_sectors,
 		    le64_to_cpu(((struct blksnap_meta_sb *)batch_block(b, pick))->seq))
 			pick = k;
 	}
-	if (pick >= 0)
+	if (pick >= 0) {
 		memcpy(out, batch_block(b, pick), sizeof(*out));
+		m->sb_block = pick;
+	}
 	batch_put(b);
 	if (pick < 0) {
 		*error = "No blksnap CBT metadata on the device (blksnapctl attach formats it)";
@@ -949,7 +1099,11 @@ static int read_sb(struct blksnap_meta *m, sector_t dev_sectors,
 		*error = "The metadata has another format version";
 		return -EINVAL;
 	}
-	if (!*block_sectors && le32_to_cpu(out->block_shift) < 32)
+	if (le32_to_cpu(out->block_shift) < 3 || le32_to_cpu(out->block_shift) >= 32) {
+		*error = "The metadata's tracking block size is out of range";
+		return -EINVAL;
+	}
+	if (!*block_sectors)
 		*block_sectors = 1U << le32_to_cpu(out->block_shift);
 	if (le64_to_cpu(out->dev_sectors) != dev_sectors ||
 	    le32_to_cpu(out->block_shift) != ilog2(*block_sectors) ||
@@ -1001,7 +1155,9 @@ struct blksnap_meta *blksnap_meta_alloc(struct block_device *bdev,
 	mutex_init(&m->io_mutex);
 	spin_lock_init(&m->lock);
 	bio_list_init(&m->held);
+	bio_list_init(&m->committing);
 	INIT_WORK(&m->commit_work, commit_work);
+	INIT_DELAYED_WORK(&m->hold_work, hold_timeout);
 	r = read_sb(m, dev_sectors, block_sectors, sb, error);
 	if (r) {
 		meta_free(m);
@@ -1031,7 +1187,7 @@ int blksnap_meta_load(struct blksnap_tracker *t, struct blksnap_meta *m,
 	m->snap[0] = m->active + m->regions;
 	m->snap[1] = m->snap[0] + m->regions;
 	need = m->snap[1] + m->regions;
-	if (bdev_nr_sectors(m->bdev) >> (PAGE_SHIFT - SECTOR_SHIFT) < need) {
+	if (bdev_nr_sectors(m->bdev) / META_BLOCK_SECTORS < need) {
 		*error = "The metadata device is too small";
 		return -ENOSPC;
 	}
@@ -1058,10 +1214,10 @@ int blksnap_meta_load(struct blksnap_tracker *t, struct blksnap_meta *m,
 		r = load_intent(m);
 		if (!r)
 			r = load_map(m, t->active, m->active, m->committed,
-				     t->change_number);
+				     true, t->change_number);
 		if (!r && t->snap_taken)
 			r = load_map(m, t->snap_map, m->snap[m->snap_slot], NULL,
-				     t->snap_number);
+				     false, t->snap_number);
 		if (r == -EBADMSG) {
 			why = "checksum";
 		} else if (r) {
@@ -1082,7 +1238,7 @@ int blksnap_meta_load(struct blksnap_tracker *t, struct blksnap_meta *m,
 		t->snap_number = 0;
 		get_random_bytes(&m->epoch, sizeof(m->epoch));
 		bitmap_zero(m->committed, m->regions);
-		m->snap_slot = 0;
+		m->intent_seq = 0;
 		m->why = why;
 		DMINFO("%u:%u: new CBT generation %pUb: %s", MAJOR(t->dev),
 		       MINOR(t->dev), &t->generation, why);
@@ -1114,6 +1270,7 @@ void blksnap_meta_release(struct blksnap_tracker *t)
 	if (!m)
 		return;
 	flush_work(&m->commit_work);
+	cancel_delayed_work_sync(&m->hold_work);
 	mutex_lock(&m->io_mutex);
 	if (!m->closed || m->mode == META_FAILED) {
 		if (m->sb_state != BLKSNAP_META_DETACHED &&
@@ -1139,23 +1296,15 @@ void blksnap_meta_discard(struct blksnap_meta *m)
 
 int blksnap_meta_init(blksnap_replay_fn cont)
 {
-	int r;
-
 	crc_init();
 	meta_continue = cont;
-	r = bioset_init(&meta_bs, 4, 0, BIOSET_NEED_BVECS);
-	if (r)
-		return r;
 	meta_wq = alloc_workqueue("blksnap_meta", WQ_MEM_RECLAIM, 0);
-	if (!meta_wq) {
-		bioset_exit(&meta_bs);
-		return -ENOMEM;
-	}
-	return 0;
+	return meta_wq ? 0 : -ENOMEM;
 }
 
+/* No table is left; metadata bios that outlived a timeout still end here. */
 void blksnap_meta_exit(void)
 {
+	wait_var_event(&meta_batches, !atomic_read(&meta_batches));
 	destroy_workqueue(meta_wq);
-	bioset_exit(&meta_bs);
 }

@@ -1469,6 +1469,19 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 	/* Copies started by image writes; none can start any more. */
 	wait_var_event(&s->inflight, !atomic_read(&s->inflight) ||
 		       READ_ONCE(s->state) != SNAP_VALID);
+	/*
+	 * The sweep will write every copied chunk of the real device: mark
+	 * them now (as a write would) and, with persistent CBT, commit their
+	 * intent before the sweep can start, so that a power cut or a
+	 * cbt_close during the merge leaves them marked.
+	 */
+	for_each_set_bit(c, s->copied, s->nr_chunks) {
+		blksnap_cbt_mark(t, (sector_t)c << s->chunk_shift,
+				 (sector_t)1 << s->chunk_shift);
+		blksnap_meta_cover(t, (sector_t)c << s->chunk_shift,
+				   (sector_t)1 << s->chunk_shift);
+	}
+	blksnap_meta_commit(t);
 	total = bitmap_weight(s->copied, s->nr_chunks);
 	spin_lock_irq(&s->lock);
 	if (s->state != SNAP_VALID) {
@@ -1481,14 +1494,6 @@ static int snap_merge_start(struct blksnap_tracker *t, struct blksnap_snap *s,
 	}
 	spin_unlock_irq(&s->lock);
 	if (!r) {
-		/*
-		 * The sweep writes the real device: the marks of every chunk
-		 * it will write are on disk first (persistent CBT).
-		 */
-		for_each_set_bit(c, s->copied, s->nr_chunks)
-			blksnap_meta_cover(t, (sector_t)c << s->chunk_shift,
-					   (sector_t)1 << s->chunk_shift);
-		blksnap_meta_commit(t);
 		mutex_lock(&t->map_lock);
 		t->merge_failed = false;
 		mutex_unlock(&t->map_lock);
@@ -1956,8 +1961,9 @@ static int origin_get_meta(struct dm_target *ti, struct origin_c *oc,
 		ti->error = "The metadata device cannot be the real device, the origin, or a device mapped onto either";
 		return -EINVAL;
 	}
-	if (store_in_use(oc->meta->bdev->bd_dev)) {
-		ti->error = "The metadata device is the store of a blksnap-image";
+	if (store_in_use(oc->meta->bdev->bd_dev) ||
+	    blksnap_tracker_uses(oc->meta->bdev->bd_dev)) {
+		ti->error = "The metadata device is a store, or the real device or origin of a blksnap-origin";
 		return -EINVAL;
 	}
 	oc->meta_id = kstrdup(id, GFP_KERNEL);
@@ -2016,6 +2022,11 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	if (ti->len > bdev_nr_sectors(oc->dev->bdev)) {
 		ti->error = "Real device is smaller than the origin";
+		r = -EINVAL;
+		goto bad;
+	}
+	if (blksnap_meta_in_use(oc->dev->bdev)) {
+		ti->error = "The real device is the metadata device of a blksnap-origin";
 		r = -EINVAL;
 		goto bad;
 	}
@@ -2449,12 +2460,14 @@ static int image_preresume(struct dm_target *ti)
 		r = -ENODEV;
 	} else {
 		blksnap_gate_close(t);
+		blksnap_meta_lock(t);
 		mutex_lock(&t->map_lock);
 		__blksnap_cbt_take(t);
 		WRITE_ONCE(t->snap, ic->s);
 		t->merge_failed = false;
 		mutex_unlock(&t->map_lock);
 		blksnap_meta_take(t);
+		blksnap_meta_unlock(t);
 		blksnap_gate_open(t);
 		ic->attached = true;
 	}

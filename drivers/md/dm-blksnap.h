@@ -115,6 +115,7 @@ struct blksnap_tracker *blksnap_tracker_get(dev_t dev, struct mapped_device *md,
 					    struct block_device *meta_bdev,
 					    const char *meta_id, char **error);
 bool blksnap_tracker_drop_table(struct blksnap_tracker *t);
+bool blksnap_tracker_uses(dev_t dev);
 struct blksnap_tracker *blksnap_tracker_lookup(dev_t dev);
 void blksnap_tracker_put(struct blksnap_tracker *t);
 unsigned int blksnap_default_block_sectors(sector_t dev_sectors);
@@ -159,6 +160,8 @@ bool blksnap_meta_in_use(struct block_device *bdev);
 bool blksnap_meta_write(struct blksnap_tracker *t, struct bio *bio);
 void blksnap_meta_cover(struct blksnap_tracker *t, sector_t sector, sector_t nr);
 void blksnap_meta_commit(struct blksnap_tracker *t);
+void blksnap_meta_lock(struct blksnap_tracker *t);
+void blksnap_meta_unlock(struct blksnap_tracker *t);
 void blksnap_meta_take(struct blksnap_tracker *t);
 void blksnap_meta_new_generation(struct blksnap_tracker *t, const char *why);
 void blksnap_meta_sync_sb(struct blksnap_tracker *t);
