@@ -448,6 +448,41 @@ check_map() { # check_map NAME [OFFSET COUNT]
 		"$(model_read "$off" "$count")" "$OUT"
 }
 
+# ---- persistent CBT ------------------------------------------------------------
+
+pcbt_words() { # pcbt_words NAME: "pcbt=<mode> why=<reason>", the status line's last two words
+	local -a f
+	read -r -a f <<< "$(dmsetup status "$1")"
+	echo "${f[*]: -2}"
+}
+
+model_save() { # model_save FILE: the model, for a later boot to source
+	declare -p M_SIZE M_TBS M_BLOCKS M_C M_ACTIVE M_SNAP M_LAST_TAKE |
+		sed 's/^declare -\(-\)\{0,1\}\([a-zA-Z]*\)/declare -g\2/' > "$1"
+}
+
+# After a crash: every block the model has changed is changed in the
+# kernel's snapshot map too (kernel >= model, entry by entry), and the
+# over-reports lie in at most MAX regions (4064 tracking blocks each).
+check_covers() { # check_covers NAME DESC MAX
+	local b k m over=0 lost=0 region=4064
+	local -A regions=()
+	capture "cbt_read of the whole map" cbt_read "$1" 0 "$M_BLOCKS"
+	for ((b = 0; b < M_BLOCKS; b++)); do
+		k=$((16#${OUT:2*b:2}))
+		m=${M_SNAP[b]:-0}
+		if ((k < m)); then
+			lost=$((lost + 1))
+		elif ((k > m)); then
+			over=$((over + 1))
+			regions[$((b / region))]=1
+		fi
+	done
+	check_eq "$2: no block the model changed is missing" 0 $lost
+	note "$2: $over blocks over-reported in ${#regions[@]} regions"
+	check "$2: over-reports in at most $3 regions" test ${#regions[@]} -le "$3"
+}
+
 # ---- I/O recorded in the model ----------------------------------------------
 
 do_write() { # do_write DEV START SECTORS: random data, direct I/O
