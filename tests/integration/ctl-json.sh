@@ -15,7 +15,7 @@ dm_create lin "0 $size_b linear /dev/vdb 0"
 ctl_attach /dev/vda
 ctl_attach /dev/mapper/lin --tracking-block 8K
 
-origin_keys='["change_number","fs_type","fs_uuid","generation_uuid","image","layered","merge","name","path","real_name","real_path","size_sectors","snapshot","snapshot_number","state","tracking_block_sectors","tracking_blocks"]'
+origin_keys='["change_number","fs_type","fs_uuid","generation_uuid","image","layered","merge","name","path","persistent","real_name","real_path","size_sectors","snapshot","snapshot_number","state","tracking_block_sectors","tracking_blocks"]'
 
 ctl_ok "list --json" list --json
 list=$OUT
@@ -42,6 +42,7 @@ check_origin() { # check_origin JSON NAME REAL_NAME REAL_PATH LAYERED
 	check_eq "$name: state" "$state" "$(jq -r .state <<< "$j")"
 	check_eq "$name: no merge, snapshot or image" "[null,null,null]" \
 		"$(jq -c '[.merge, .snapshot, .image]' <<< "$j")"
+	check_eq "$name: tracking in memory only (persistent null)" null "$(jq -c .persistent <<< "$j")"
 }
 check_origin "$(jq '.origins[] | select(.name == "blksnap-vda")' <<< "$list")" \
 	blksnap-vda vda /dev/vda false
@@ -65,7 +66,7 @@ check_eq "fs_uuid" "$(blkid -p -s UUID -o value /dev/mapper/blksnap-vda)" "$(jq 
 ctl_ok "cbt info --json" cbt info lin --json
 check "cbt info --json: snake_case" json_keys_ok "$OUT"
 check_eq "cbt info: its fields" \
-	'["change_number","generation_uuid","merge","origin","path","snapshot_number","state","tracking_block_sectors","tracking_blocks"]' \
+	'["change_number","generation_uuid","merge","origin","path","persistent","snapshot_number","state","tracking_block_sectors","tracking_blocks"]' \
 	"$(jq -c keys <<< "$OUT")"
 check_eq "cbt info: the tracking block of lin" 16 "$(jq .tracking_block_sectors <<< "$OUT")"
 check_eq "cbt info: origin and path" '["lin","/dev/mapper/lin"]' "$(jq -c '[.origin, .path]' <<< "$OUT")"
