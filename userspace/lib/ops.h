@@ -9,6 +9,8 @@
 #include "model.h"
 #include "sys.h"
 
+struct bs_locks;
+
 #pragma GCC visibility push(hidden)
 
 /*
@@ -40,6 +42,8 @@ int bs_swap_table(struct blksnap_ctx *ctx, const char *name,
 
 /* The origin lock's key (major << 32 | minor) of origin @o (see lock.c). */
 uint64_t bs_origin_lock_key(const struct bs_sysdev *o);
+/* Lock the origin on @device, found in a scan of its own; the caller scans again under it. */
+int bs_lock_origin_of(struct blksnap_ctx *ctx, const char *device, struct bs_locks *l);
 
 /*
  * The notes of dm devices detached by hand (tab.c), in BLKSNAP_RUN_DIR

@@ -92,7 +92,7 @@ uint64_t bs_origin_lock_key(const struct bs_sysdev *o)
 }
 
 /* Lock the origin on @device (found in a first scan); -ENODEV etc. as bs_find_origin. */
-static int lock_origin_of(struct blksnap_ctx *ctx, const char *device, struct bs_locks *l)
+int bs_lock_origin_of(struct blksnap_ctx *ctx, const char *device, struct bs_locks *l)
 {
 	const struct bs_sysdev *o;
 	struct bs_system sys;
@@ -621,7 +621,7 @@ int blksnap_detach(struct blksnap_ctx *ctx, const char *device)
 	int r, r2;
 
 	bs_locks_init(&locks);
-	r = lock_origin_of(ctx, device, &locks);
+	r = bs_lock_origin_of(ctx, device, &locks);
 	if (!r)
 		r = detach_locked(ctx, device, true);
 	bs_unlock_all(&locks);
@@ -1005,7 +1005,7 @@ int blksnap_cbt_take(struct blksnap_ctx *ctx, const char *device, unsigned int *
 	int r;
 
 	bs_locks_init(&locks);
-	r = lock_origin_of(ctx, device, &locks);
+	r = bs_lock_origin_of(ctx, device, &locks);
 	if (!r)
 		r = cbt_origin(ctx, device, &name, &st, NULL);
 	if (r)
@@ -1037,7 +1037,7 @@ int blksnap_cbt_reset(struct blksnap_ctx *ctx, const char *device)
 	int r;
 
 	bs_locks_init(&locks);
-	r = lock_origin_of(ctx, device, &locks);
+	r = bs_lock_origin_of(ctx, device, &locks);
 	if (!r)
 		r = cbt_origin(ctx, device, &name, &st, NULL);
 	if (!r)

@@ -524,19 +524,10 @@ static int close_locked(struct blksnap_ctx *ctx, const char *device)
 	const struct bs_sysdev *o;
 	struct bs_system sys;
 	struct bs_locks locks;
-	uint64_t key;
 	int r;
 
 	bs_locks_init(&locks);
-	r = bs_system_scan(ctx, &sys);
-	if (r)
-		return r;
-	r = bs_find_origin(ctx, &sys, device, &o);
-	if (!r) {
-		key = bs_origin_lock_key(o);
-		r = bs_lock_origin(ctx, &locks, (uint32_t)(key >> 32), (uint32_t)key, o->dm.name);
-	}
-	bs_system_clear(&sys);
+	r = bs_lock_origin_of(ctx, device, &locks);
 	if (!r)
 		r = bs_system_scan(ctx, &sys);
 	if (r)
