@@ -286,7 +286,7 @@ endif
 # build/bench/{report.md,chart.png,results.json}. See Documentation/benchmark.md.
 bench:
 	@$(TOP)/scripts/deps all
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all tools
 	@KVER=$(KREL) $(TOP)/tests/bench/run
 
 clean:

@@ -11,6 +11,8 @@
 #   /dev/ram0, ram1    blksnap: the origin's real device and the store
 #   /dev/ram2, ram3    dm-snapshot: the origin and the COW device
 #   /dev/ram4..ram11   untouched devices for the snapshot-time measurement
+#   /dev/ram12, ram13  metadata of persistent tracking: blksnap's CBT
+#                      metadata and dm-era's (4 KiB tracking blocks for both)
 #   bench-zero-*       dm "zero" targets of 4 and 64 TiB for memory per TiB
 # blksnap and dm-snapshot get devices of their own so that their jobs can run
 # alternately in one fio process: the host this guest runs on is shared, and
@@ -53,6 +55,7 @@ emit() { printf '%s\n' "$1" >> "$RES"; }
 cleanup() {
 	local d
 	for d in bench-image bench-dms-snap bench-dms-origin bench-origin bench-linear \
+		bench-porigin bench-era bench-morigin \
 		bench-zimage bench-zorigin bench-zero-64t bench-zero-4t \
 		bench-ti-a bench-ti-b bench-to-a bench-to-b bench-tz-s bench-tz-a bench-tz-b; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
@@ -63,9 +66,14 @@ trap cleanup EXIT
 # ---- setup ---------------------------------------------------------------
 command -v fio >/dev/null || die "fio missing"
 modprobe dm-snapshot || die "modprobe dm-snapshot"
+modprobe dm-era || die "modprobe dm-era"
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+META_TOOL=$TOP/build/tools/cbt-meta   # formats blksnap's CBT metadata (make tools)
+[ -x "$META_TOOL" ] || die "$META_TOOL missing (make tools)"
+PTB=8                                # sectors: the tracking block of section 4
 modprobe -r brd 2>/dev/null || true
 # 16 MiB more than the origins use, so that a store never fills up exactly
-modprobe brd rd_nr=12 rd_size=$(((DEV_MB + 16) * 1024)) max_part=0 || die "modprobe brd"
+modprobe brd rd_nr=14 rd_size=$(((DEV_MB + 16) * 1024)) max_part=0 || die "modprobe brd"
 pids=()
 for i in 0 1 2 3; do
 	dd if=/dev/zero of=/dev/ram$i bs=4M count=$(((DEV_MB + 16) / 4)) oflag=direct status=none &
@@ -283,6 +291,38 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	dm_remove bench-dms-snap
 	dm_remove bench-dms-origin
 	dm_remove bench-origin
+
+	# 4. change tracking that survives reboots: blksnap-origin with its CBT
+	# metadata on ram12 (pcbt) and dm-era with its metadata on ram13 (era),
+	# both over ram0 with 4 KiB blocks, next to dm-linear over ram0 and to
+	# blksnap's in-memory tracking with the same block (morigin, over ram2,
+	# which is prefilled like ram0: blksnap tracks a device once). First a
+	# steady state: every block of the first region written once since the
+	# last take (checkpoint), then reads and writes there. Then a take (a
+	# checkpoint for dm-era) and first writes: each job on untouched blocks
+	# of its own region (MODE first), so that every write is the first to its
+	# blocks since the take, next to dm-linear writing as much.
+	"$META_TOOL" format /dev/ram12 "$SZ" "$PTB" bench >/dev/null || die "format the CBT metadata"
+	dm_create bench-porigin "0 $SZ blksnap-origin /dev/ram0 6 tracking_block_sectors $PTB metadata /dev/ram12 metadata_id bench"
+	dm_create bench-era "0 $SZ era /dev/ram13 /dev/ram0 $PTB"
+	dm_create bench-morigin "0 $SZ blksnap-origin /dev/ram2 2 tracking_block_sectors $PTB"
+	pstatus=$(dmsetup status bench-porigin)
+	log "status bench-porigin: $pstatus"
+	case $pstatus in *pcbt=ok*) ;; *) die "bench-porigin: tracking is not persistent: $pstatus" ;; esac
+	fio_run "$rep" "a@$B/bench-porigin@@precopy b@$B/bench-era@@precopy c@$B/bench-morigin@@precopy" \
+		"linear3@$B/bench-linear@$READS,$WRITES@ pcbt@$B/bench-porigin@$READS,$WRITES@ era@$B/bench-era@$READS,$WRITES@ morigin@$B/bench-morigin@$READS,$WRITES@"
+	dmsetup message bench-porigin 0 cbt_take >/dev/null || die "cbt_take bench-porigin"
+	dmsetup message bench-morigin 0 cbt_take >/dev/null || die "cbt_take bench-morigin"
+	dmsetup message bench-era 0 checkpoint || die "checkpoint bench-era"
+	fio_run "$rep" "linear-first@$B/bench-linear@$WRITES@first pcbt-first@$B/bench-porigin@$WRITES@first era-first@$B/bench-era@$WRITES@first morigin-first@$B/bench-morigin@$WRITES@first"
+	pstatus=$(dmsetup status bench-porigin)
+	case $pstatus in *pcbt=ok*) ;; *) die "bench-porigin: persistent tracking failed: $pstatus" ;; esac
+	emit "{\"kind\":\"status\",\"target\":\"pcbt\",\"rep\":$rep,\"status\":\"$pstatus\"}"
+	emit "{\"kind\":\"status\",\"target\":\"era\",\"rep\":$rep,\"status\":\"$(dmsetup status bench-era)\"}"
+	dmsetup message bench-porigin 0 cbt_close >/dev/null || die "cbt_close bench-porigin"
+	dm_remove bench-porigin
+	dm_remove bench-era
+	dm_remove bench-morigin
 	dm_remove bench-linear
 done
 

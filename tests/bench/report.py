@@ -35,6 +35,14 @@ NAMES = {
     "image-copied": "blksnap image, copied",
     "dms-snap": "dm-snap snapshot",
     "dms-snap-copied": "dm-snap snapshot, copied",
+    "linear3": "dm-linear",
+    "pcbt": "blksnap persistent",
+    "era": "dm-era",
+    "morigin": "blksnap in memory",
+    "linear-first": "dm-linear",
+    "pcbt-first": "blksnap persistent",
+    "era-first": "dm-era",
+    "morigin-first": "blksnap in memory",
 }
 
 
@@ -133,8 +141,20 @@ READ_RATIOS = [("tracking / dm-linear", "origin", "linear"),
                ("image / dm-snap", "image", "dms-snap"),
                ("image copied / device", "image-copied", "raw"),
                ("dm-snap copied / device", "dms-snap-copied", "raw")]
+# Persistent tracking (guest section 4): steady state (blocks marked since
+# the last take) and first writes after a take, each paired with the
+# dm-linear jobs run between them.
+PCBT_RATIOS = [("persistent / dm-linear", "pcbt", "linear3"),
+               ("dm-era / dm-linear", "era", "linear3"),
+               ("in memory / dm-linear", "morigin", "linear3"),
+               ("persistent / dm-era", "pcbt", "era")]
+PCBT_FIRST_RATIOS = [("persistent / dm-linear", "pcbt-first", "linear-first"),
+                     ("dm-era / dm-linear", "era-first", "linear-first"),
+                     ("in memory / dm-linear", "morigin-first", "linear-first"),
+                     ("persistent / dm-era", "pcbt-first", "era-first")]
 ratios = []
-for ops, table in ((WRITES, WRITE_RATIOS), (READS, READ_RATIOS)):
+for ops, table in ((WRITES, WRITE_RATIOS), (READS, READ_RATIOS), (WRITES + READS, PCBT_RATIOS),
+                   (WRITES, PCBT_FIRST_RATIOS)):
     for rw, bs in ops:
         for qd in QDS:
             for name, a, b in table:
@@ -289,6 +309,12 @@ goal_ratio("4K random first writes vs dm-snapshot (QD1 and QD16)", ">= 1.5x", 1.
            [("randwrite", "4k")], unit="x", detail="4 KiB chunks")
 goal_ratio("Image sequential reads vs the device", ">= 90%", 0.90, "image", "raw", [("read", "1m")],
            detail="chunks not copied: read from the device")
+goal_ratio("Persistent tracking, steady state, vs dm-linear", ">= 97%", 0.97, "pcbt", "linear3", WRITES,
+           detail="writes to blocks marked since the last take, 4 KiB tracking blocks")
+goal_ratio("Persistent tracking vs dm-era, steady state", ">= 1.00x", 1.0, "pcbt", "era", WRITES + READS,
+           unit="x", detail="all eight workloads")
+goal_ratio("Persistent tracking vs dm-era, first writes after a take", ">= 1.00x", 1.0, "pcbt-first",
+           "era-first", WRITES, unit="x", detail="every write the first to its blocks since the take")
 per_chunk = mem.get("blksnap_per_copied_chunk")
 if per_chunk:
     b = per_chunk["bytes_per_unit"]
@@ -445,6 +471,34 @@ for rw, bs in READS:
             cells.append(xf(r) if n == "image / dm-snap" else pct(r, n in ("image / device", "tracking / dm-linear")))
         md.append(f"| {wl_name(rw, bs, qd)} | " + " | ".join(cells) + " |")
 md.append("")
+
+if any(t == "pcbt" for t, _, _, _ in samples):
+    md.append("## Change tracking that survives reboots\n")
+    md.append("blksnap-origin with CBT metadata on a RAM disk (persistent), dm-era with its metadata "
+              "on another, both over the device of dm-linear with 4 KiB tracking blocks, and "
+              "blksnap-origin without metadata (in memory) with the same block over a device like "
+              "it. **Steady state**: every block of the region written once since the last take "
+              "(dm-era: checkpoint), then the workloads over it, time-based. **First writes after a "
+              "take**: a take (checkpoint), then each job writes untouched blocks of its own region "
+              "(each write the first to its blocks since the take; bounded by the region or the "
+              "runtime), next to dm-linear writing the same regions. 4K: IOPS, 1M: MiB/s.\n")
+    for title, ops, tl, table in (("Steady state", WRITES + READS, ["linear3", "pcbt", "era", "morigin"],
+                                   PCBT_RATIOS),
+                                  ("First writes after a take", WRITES,
+                                   ["linear-first", "pcbt-first", "era-first", "morigin-first"],
+                                   PCBT_FIRST_RATIOS)):
+        md.append(f"{title}:\n")
+        md.append("| Workload | " + " | ".join(NAMES[t] for t in tl) + " | "
+                  + " | ".join(n for n, _, _ in table) + " |")
+        md.append("|---" * (len(tl) + len(table) + 1) + "|")
+        for rw, bs in ops:
+            for qd in QDS:
+                cells = [fmt_val(stat(t, rw, bs, qd), bs) for t in tl]
+                cells += [xf(R(a, b, rw, bs, qd), True) if n.endswith("dm-era") else
+                          pct(R(a, b, rw, bs, qd), n.startswith("persistent"))
+                          for n, a, b in table]
+                md.append(f"| {wl_name(rw, bs, qd)} | " + " | ".join(cells) + " |")
+        md.append("")
 
 md.append("## Time to take a coherent snapshot\n")
 md.append("Wall time of `blksnapctl create <devices> --store /dev/ram1` on brd devices attached with "
