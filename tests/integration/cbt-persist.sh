@@ -28,6 +28,17 @@ writes() { # writes N [BLOCKS]: N random direct writes of 1-16 blocks below BLOC
 		do_write $origin $(((RANDOM * 32768 + RANDOM) % (below - 16) * tbs)) $(((RANDOM % 16 + 1) * tbs))
 	done
 }
+continues() { # continues GEN WHEN: generation GEN and the maps continue after WHEN
+	check_eq "the generation continues: why=-" "pcbt=ok why=-" "$(pcbt)"
+	check_eq "same generation $2" "$1" "$(status_field pc 3)"
+	check_eq "change number $M_C" "$M_C" "$(status_field pc 4)"
+	check_changes pc 1
+	check_changes pc 2
+	check_map pc
+	take_and_check pc
+	check_changes pc 2
+	check_changes pc 3
+}
 case ${VM_BOOT:-} in
 1)
 	check "metadata formatted" $meta_tool format $mdisk "$size" $tbs disk-a
@@ -52,15 +63,7 @@ case ${VM_BOOT:-} in
 	check_eq "metadata superblock closed" closed "$($meta_tool sb $mdisk | sed 's/.* state=\([a-z]*\).*/\1/')"
 	check "origin removed" dmsetup remove pc
 	check "origin created again" pcreate
-	check_eq "the generation continues: why=-" "pcbt=ok why=-" "$(pcbt)"
-	check_eq "same generation after the removal" "$gen" "$(status_field pc 3)"
-	check_eq "change number $M_C" "$M_C" "$(status_field pc 4)"
-	check_changes pc 1
-	check_changes pc 2
-	check_map pc
-	take_and_check pc
-	check_changes pc 2
-	check_changes pc 3
+	continues "$gen" "after the removal"
 
 	# A write after cbt_close reopens the metadata: a removal then is one
 	# without a close.
@@ -88,15 +91,7 @@ case ${VM_BOOT:-} in
 2)
 	load_model
 	check "blksnap-origin after a clean reboot" pcreate
-	check_eq "the generation continues: why=-" "pcbt=ok why=-" "$(pcbt)"
-	check_eq "same generation after the reboot" "$(cat "$state/gen")" "$(status_field pc 3)"
-	check_eq "change number $M_C" "$M_C" "$(status_field pc 4)"
-	check_changes pc 1
-	check_changes pc 2
-	check_map pc
-	take_and_check pc
-	check_changes pc 2
-	check_changes pc 3
+	continues "$(cat "$state/gen")" "after the reboot"
 	check_map pc
 	# Writes, a take, writes, and a power cut with no sync and no close.
 	writes 30
