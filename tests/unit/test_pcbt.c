@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -13,6 +14,20 @@
 #include "pcbt.h"
 
 static struct blksnap_ctx ctx;
+
+static void test_file_name(void **state)
+{
+	char *f;
+
+	(void)state;
+	f = bs_pcbt_file_name("/var/lib/blksnap", "LVM-Abc123");
+	assert_string_equal(f, "/var/lib/blksnap/blksnap-cbt-LVM-Abc123.meta");
+	free(f);
+	/* A '/' of the id cannot reach another directory; the directory's own stay. */
+	f = bs_pcbt_file_name("/m/x", "../a/b");
+	assert_string_equal(f, "/m/x/blksnap-cbt-.._a_b.meta");
+	free(f);
+}
 
 static void test_attach_options(void **state)
 {
@@ -101,6 +116,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_attach_options),
 		cmocka_unit_test(test_pick_by_id),
+		cmocka_unit_test(test_file_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,7 +87,7 @@ static const struct cli_command cli_commands[] = {
 	  M(OPT_CBT_METADATA) | M(OPT_CBT_METADATA_ID) | M(OPT_FORCE),
 	  0, 1, "<device>",
 	  "Usage: blksnapctl attach <device> [--tracking-block SIZE]\n"
-	  "                         [--cbt-metadata DEV [--cbt-metadata-id ID] [--force]]\n"
+	  "                         [--cbt-metadata DEV|DIR [--cbt-metadata-id ID] [--force]]\n"
 	  "       blksnapctl attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	  "Put a blksnap-origin in front of <device> (change tracking, snapshots).\n"
 	  "A dm device keeps its name; any other disk gets /dev/mapper/blksnap-<name>.\n"
@@ -97,7 +97,9 @@ static const struct cli_command cli_commands[] = {
 	  "  --cbt-metadata DEV     keep the CBT maps on DEV (persistent change tracking:\n"
 	  "                         they survive reboots and crashes). DEV must not be or\n"
 	  "                         overlap <device>, nor be in use; it is formatted when it\n"
-	  "                         holds no CBT metadata of <device>\n"
+	  "                         holds no CBT metadata of <device>. A directory DIR (not\n"
+	  "                         on <device>) keeps them in DIR/blksnap-cbt-<ID>.meta,\n"
+	  "                         through a loop device that goes with the origin\n"
 	  "  --cbt-metadata-id ID   the identity of <device> kept in the metadata (default:\n"
 	  "                         its dm UUID, else its /dev/disk/by-id name)\n"
 	  "  --force                format DEV even if it carries a signature or the CBT\n"
@@ -209,7 +211,7 @@ static const struct cli_command cli_commands[] = {
 static const char cli_main_usage[] =
 	"Usage: blksnapctl [-v|--verbose] [--debug] <command> [options]\n"
 	"\n"
-	"  attach <device> [--tracking-block SIZE] [--cbt-metadata DEV\n"
+	"  attach <device> [--tracking-block SIZE] [--cbt-metadata DEV|DIR\n"
 	"         [--cbt-metadata-id ID] [--force]]\n"
 	"  attach --from-blksnaptab [--tab FILE] [--no-udev-wait] [<device>]\n"
 	"  detach <device>\n"
@@ -599,12 +601,12 @@ int cli_parse(struct blksnap_ctx *ctx, int argc, char **argv,
 			goto fail;
 		}
 		if (!a->cbt_metadata && (a->cbt_metadata_id || a->force)) {
-			r = usage_err(err, errlen, "attach: %s goes with --cbt-metadata DEV",
+			r = usage_err(err, errlen, "attach: %s goes with --cbt-metadata DEV|DIR",
 				      a->cbt_metadata_id ? "--cbt-metadata-id" : "--force");
 			goto fail;
 		}
 		if (a->cbt_metadata && !*a->cbt_metadata) {
-			r = usage_err(err, errlen, "attach: --cbt-metadata needs a device");
+			r = usage_err(err, errlen, "attach: --cbt-metadata needs a device or a directory");
 			goto fail;
 		}
 		if (a->cbt_metadata_id && !cli_metadata_id_ok(a->cbt_metadata_id)) {

@@ -60,25 +60,16 @@ static int loop_configure(int loop_fd, int file_fd, const char *label, bool dio)
 	return ioctl(loop_fd, LOOP_CONFIGURE, &cfg) ? -errno : 0;
 }
 
-int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
-		  const char *label, int *loop_fd, uint32_t *major,
-		  uint32_t *minor)
+int bs_loop_file(struct blksnap_ctx *ctx, int file_fd, const char *where,
+		 const char *label, int *loop_fd, char *loop, size_t len)
 {
-	int file_fd, ctl_fd, fd = -1, r = -EBUSY;
-	struct stat st;
+	int ctl_fd, fd = -1, r = -EBUSY;
 	char path[32];
 
-	if (bytes < BS_CHUNK_MIN * BLKSNAP_SECTOR_SIZE || bytes % BLKSNAP_SECTOR_SIZE)
-		return bs_err(ctx, EINVAL, "a store part must be a multiple of 512 bytes and at least 4 KiB");
-	file_fd = loop_tmpfile(ctx, dir, bytes);
-	if (file_fd < 0)
-		return file_fd;
 	ctl_fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl_fd < 0) {
-		r = bs_err(ctx, errno, "cannot open /dev/loop-control: %s (is the loop module loaded?)",
-			   strerror(errno));
-		goto out;
-	}
+	if (ctl_fd < 0)
+		return bs_err(ctx, errno, "cannot open /dev/loop-control: %s (is the loop module loaded?)",
+			      strerror(errno));
 	/* Another program may take the free device first: try again. */
 	for (int attempt = 0; attempt < 16 && r == -EBUSY; attempt++) {
 		int nr = ioctl(ctl_fd, LOOP_CTL_GET_FREE);
@@ -98,8 +89,8 @@ int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
 			/* Direct I/O is not possible on this filesystem. */
 			r = loop_configure(fd, file_fd, label, false);
 			if (!r)
-				bs_log(ctx, BLKSNAP_LOG_WARN, "%s: direct I/O is not supported on %s; the store uses the page cache",
-				       path, dir);
+				bs_log(ctx, BLKSNAP_LOG_WARN, "%s: direct I/O is not supported on %s; the loop device uses the page cache",
+				       path, where);
 		}
 		if (r) {
 			close(fd);
@@ -110,18 +101,37 @@ int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
 	}
 	if (r == -EBUSY)
 		bs_err(ctx, EBUSY, "cannot get a free loop device: all attempts raced with other users");
-	if (!r && fstat(fd, &st)) {
-		r = bs_err(ctx, errno, "cannot stat %s: %s", path, strerror(errno));
-		close(fd);
-	}
 	if (!r) {
 		*loop_fd = fd;
+		snprintf(loop, len, "%s", path);
+	}
+	close(ctl_fd);
+	return r;
+}
+
+int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
+		  const char *label, int *loop_fd, uint32_t *major,
+		  uint32_t *minor)
+{
+	struct stat st;
+	char path[32];
+	int file_fd, r;
+
+	if (bytes < BS_CHUNK_MIN * BLKSNAP_SECTOR_SIZE || bytes % BLKSNAP_SECTOR_SIZE)
+		return bs_err(ctx, EINVAL, "a store part must be a multiple of 512 bytes and at least 4 KiB");
+	file_fd = loop_tmpfile(ctx, dir, bytes);
+	if (file_fd < 0)
+		return file_fd;
+	r = bs_loop_file(ctx, file_fd, dir, label, loop_fd, path, sizeof(path));
+	/* The loop device holds the file now; nothing else can reach it. */
+	close(file_fd);
+	if (!r && fstat(*loop_fd, &st)) {
+		r = bs_err(ctx, errno, "cannot stat %s: %s", path, strerror(errno));
+		close(*loop_fd);
+	}
+	if (!r) {
 		*major = major(st.st_rdev);
 		*minor = minor(st.st_rdev);
 	}
-	close(ctl_fd);
-out:
-	/* The loop device holds the file now; nothing else can reach it. */
-	close(file_fd);
 	return r;
 }

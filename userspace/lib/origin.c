@@ -413,6 +413,7 @@ int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
 
 	if (out)
 		*out = NULL;
+	pt.loop_fd = -1;
 	bs_locks_init(&locks);
 	r = bs_attach_opts_in(ctx, opts, &ao);
 	if (r)
@@ -494,6 +495,9 @@ int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
 	if (out)
 		r = origin_describe(ctx, name, out);
 out:
+	/* The table holds a directory's loop device now, or it detaches. */
+	if (pt.loop_fd >= 0)
+		close(pt.loop_fd);
 	bs_unlock_all(&locks);
 	free(name);
 	free(uuid);

@@ -21,10 +21,15 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <linux/loop.h>
+
 #include "lock.h"
 #include "meta.h"
 #include "ops.h"
 #include "pcbt.h"
+
+/* The metadata file in a --cbt-metadata directory: <prefix><id>.meta */
+#define BLKSNAP_META_FILE_PREFIX "blksnap-cbt-"
 
 #ifndef BLKSNAP_BY_ID_DIR
 #define BLKSNAP_BY_ID_DIR "/dev/disk/by-id"
@@ -374,6 +379,122 @@ static int meta_format(struct blksnap_ctx *ctx, int fd, const struct bs_blockdev
 	return bs_meta_format(ctx, fd, meta->sectors * BLKSNAP_SECTOR_SIZE, &p);
 }
 
+/*---- Metadata in a directory ----*/
+
+char *bs_pcbt_file_name(const char *dir, const char *id)
+{
+	char *f = bs_strdupf("%s/" BLKSNAP_META_FILE_PREFIX "%s.meta", dir, id);
+
+	for (char *p = f ? f + strlen(dir) + 1 : NULL; p && *p; p++)
+		if (*p == '/')
+			*p = '_';
+	return f;
+}
+
+/* The loop device (name in @loop) whose backing file is the file open as @fd, if any. */
+static bool file_looped(int fd, char *loop, size_t len)
+{
+	struct stat st, bst;
+	struct dirent *e;
+	bool hit = false;
+	DIR *d;
+
+	if (fstat(fd, &st))
+		return false;
+	d = opendir("/sys/block");
+	if (!d)
+		return false;
+	while (!hit && (e = readdir(d))) {
+		char path[PATH_MAX], buf[PATH_MAX];
+		ssize_t n;
+		FILE *f;
+
+		if (strncmp(e->d_name, "loop", 4))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		n = fgets(buf, sizeof(buf), f) ? (ssize_t)strcspn(buf, "\n") : -1;
+		fclose(f);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		if (!stat(buf, &bst) && bst.st_dev == st.st_dev && bst.st_ino == st.st_ino) {
+			snprintf(loop, len, "/dev/%.40s", e->d_name);
+			hit = true;
+		}
+	}
+	closedir(d);
+	return hit;
+}
+
+/*
+ * @o->cbt_metadata names the directory @dir: the metadata is the file
+ * <dir>/blksnap-cbt-<id>.meta, created or grown to what @tracking-sector
+ * blocks of @dev need (fully allocated: a metadata write never waits for
+ * the file system to find space), behind a new autoclear loop device that
+ * *@loop_fd holds until the table does. @loop gets the loop device's path.
+ */
+static int meta_dir_loop(struct blksnap_ctx *ctx, const char *dir, const struct stat *dst,
+			 const struct bs_blockdev *dev, const char *device, const char *id,
+			 uint64_t tracking, char *loop, size_t len, int *loop_fd)
+{
+	struct blksnap_meta_sb sb;
+	struct bs_meta_layout l;
+	char *file, size[16], label[LO_NAME_SIZE];
+	uint64_t need;
+	int fd, r;
+
+	if (overlaps(major(dst->st_dev), minor(dst->st_dev), dev->major, dev->minor))
+		return bs_err(ctx, EINVAL, "CBT metadata directory %s is on %s, or on a device stacked on it: its writes would go through the device it tracks; use a directory on another device",
+			      dir, device);
+	file = bs_pcbt_file_name(dir, id);
+	if (!file)
+		return bs_err(ctx, ENOMEM, "out of memory");
+	fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = bs_err(ctx, errno, "cannot open CBT metadata file %s: %s", file, strerror(errno));
+		goto out;
+	}
+	if (file_looped(fd, loop, len)) {
+		r = bs_err(ctx, EBUSY, "CBT metadata file %s is in use already, through %s", file, loop);
+		goto close;
+	}
+	/* The size for the metadata's own block size when it continues, as bs_pcbt_prepare decides. */
+	if (!tracking && bs_meta_read_sb(NULL, fd, &sb) >= 0 &&
+	    le64toh(sb.dev_sectors) == dev->sectors &&
+	    !bs_check_tracking_block(NULL, 1ull << (le32toh(sb.block_shift) & 63), dev->sectors))
+		tracking = 1ull << (le32toh(sb.block_shift) & 63);
+	if (!tracking)
+		tracking = bs_default_tracking_block(dev->sectors);
+	if (bs_meta_layout((dev->sectors + tracking - 1) / tracking, &l)) {
+		r = bs_err(ctx, EINVAL, "%s is too large for CBT metadata", device);
+		goto close;
+	}
+	need = l.total * BLKSNAP_META_BLOCK;
+	if (fallocate(fd, 0, 0, (off_t)need)) {
+		int e = errno;
+
+		blksnap_format_size(need, size, sizeof(size));
+		if (e == ENOSPC)
+			r = bs_err(ctx, e, "not enough free space in %s for CBT metadata of %s", dir, size);
+		else
+			r = bs_err(ctx, e, "cannot allocate CBT metadata file %s of %s: %s", file, size,
+				   strerror(e));
+		goto close;
+	}
+	snprintf(label, sizeof(label), "blksnap-cbt:%.51s", id);
+	r = bs_loop_file(ctx, fd, dir, label, loop_fd, loop, len);
+	if (!r)
+		bs_log(ctx, BLKSNAP_LOG_INFO, "CBT metadata of %s: %s through %s", device, file, loop);
+close:
+	close(fd);
+out:
+	free(file);
+	return r;
+}
+
 int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		    const struct bs_blockdev *dev, const char *device,
 		    const struct blksnap_attach_options *o, struct bs_pcbt_table *out)
@@ -383,10 +504,24 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	struct bs_meta_layout l;
 	uint64_t tracking = out->tracking, need;
 	bool format = false, have_sb;
-	char what[300], a[16], b[16], c[16];
+	char what[300], a[16], b[16], c[16], loop[64];
+	const char *meta_arg = o->cbt_metadata;
+	struct stat dst;
 	int fd, r;
 
-	r = bs_resolve_blockdev(ctx, o->cbt_metadata, &meta);
+	out->loop_fd = -1;
+	if (!stat(o->cbt_metadata, &dst) && S_ISDIR(dst.st_mode)) {
+		/* A directory: the file for this device's id, through a loop device. */
+		r = find_metadata_id(ctx, sys, dev, device, o->cbt_metadata_id, out->metadata_id,
+				     sizeof(out->metadata_id));
+		if (!r)
+			r = meta_dir_loop(ctx, o->cbt_metadata, &dst, dev, device, out->metadata_id,
+					  out->tracking, loop, sizeof(loop), &out->loop_fd);
+		if (r)
+			return r;
+		meta_arg = loop;
+	}
+	r = bs_resolve_blockdev(ctx, meta_arg, &meta);
 	if (r)
 		return bs_err_prefix(ctx, r, "CBT metadata");
 	r = check_meta_device(ctx, sys, &meta, dev, o->cbt_metadata, device);

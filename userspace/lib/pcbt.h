@@ -24,17 +24,24 @@ int bs_attach_opts_in(struct blksnap_ctx *ctx, const struct blksnap_attach_optio
  */
 int bs_pick_by_id(const char *const *names, size_t n);
 
+/* The metadata file in directory @dir: <dir>/blksnap-cbt-<id>.meta, a '/' of @id as '_'. */
+char *bs_pcbt_file_name(const char *dir, const char *id);
+
 /* What the table of a persistent origin gets. */
 struct bs_pcbt_table {
 	uint64_t tracking;		/* sectors; in: as given (0: none) */
 	char metadata[24];		/* "M:m" */
 	char metadata_id[BS_META_ID_MAX + 1];
+	int loop_fd;			/* out: a directory's loop device, or -1 */
 };
 
 /*
  * Check the metadata device @o->cbt_metadata for the device @dev (@device
  * as the user named it), find its metadata_id, and format the metadata
- * unless it holds this device's for its size and tracking block.
+ * unless it holds this device's for its size and tracking block. A
+ * directory holds the metadata as a file behind a new autoclear loop
+ * device, open as @out->loop_fd (also on an error): the caller closes it
+ * once the table holds the loop device, or to let it go.
  */
 int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		    const struct bs_blockdev *dev, const char *device,

@@ -79,6 +79,14 @@ int bs_store_mark(struct blksnap_ctx *ctx, const char *path, const char *snap);
 int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
 		  const char *label, int *loop_fd, uint32_t *major,
 		  uint32_t *minor);
+/*
+ * The open file @file_fd (on @where, for messages) behind a new autoclear
+ * loop device, with direct I/O where the file system allows it; *@loop_fd
+ * as for bs_loop_store, @loop gets its path. The caller keeps or closes
+ * @file_fd.
+ */
+int bs_loop_file(struct blksnap_ctx *ctx, int file_fd, const char *where,
+		 const char *label, int *loop_fd, char *loop, size_t len);
 
 #pragma GCC visibility pop
 
