@@ -23,7 +23,7 @@ KDIR ?= /lib/modules/$(KREL)/build
 endif
 KMOD_DIR := $(BUILD)/kmod/$(KREL)
 
-VERSION := 0.1.0
+VERSION := 0.2.0
 SOVERSION := 1
 
 CC ?= cc

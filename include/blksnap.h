@@ -99,9 +99,9 @@ extern "C" {
 
 /* The version of this header; blksnap_version() gives the library's. */
 #define BLKSNAP_VERSION_MAJOR 0
-#define BLKSNAP_VERSION_MINOR 1
+#define BLKSNAP_VERSION_MINOR 2
 #define BLKSNAP_VERSION_MICRO 0
-#define BLKSNAP_VERSION_STRING "0.1.0"
+#define BLKSNAP_VERSION_STRING "0.2.0"
 /* True when this header is at least version a.b.c. */
 #define BLKSNAP_VERSION_AT_LEAST(a, b, c)				\
 	(BLKSNAP_VERSION_MAJOR > (a) ||					\
@@ -146,7 +146,7 @@ const char *blksnap_errmsg(const struct blksnap_ctx *ctx);
  */
 void blksnap_set_log(struct blksnap_ctx *ctx, blksnap_log_fn fn, void *data);
 void blksnap_set_log_level(struct blksnap_ctx *ctx, enum blksnap_log_level max_level);
-/* The library version, e.g. "0.1.0". */
+/* The library version, e.g. "0.2.0". */
 const char *blksnap_version(void);
 /*
  * Leave libdevmapper's process-wide log function as it is (see Threads

@@ -237,9 +237,9 @@ static void test_version(void **state)
 		 BLKSNAP_VERSION_MICRO);
 	assert_string_equal(v, BLKSNAP_VERSION_STRING);
 	assert_string_equal(blksnap_version(), BLKSNAP_VERSION_STRING);
-	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 1, 0));
-	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 0, 9));
-	assert_false(BLKSNAP_VERSION_AT_LEAST(0, 1, 1));
+	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 2, 0));
+	assert_true(BLKSNAP_VERSION_AT_LEAST(0, 1, 9));
+	assert_false(BLKSNAP_VERSION_AT_LEAST(0, 2, 1));
 	assert_false(BLKSNAP_VERSION_AT_LEAST(1, 0, 0));
 }
 
