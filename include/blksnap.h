@@ -344,6 +344,15 @@ struct blksnap_attach_options {
 	 * tracking block size is formatted again (a new generation); metadata
 	 * of another device is refused with -EEXIST unless
 	 * BLKSNAP_ATTACH_FORCE. Too small: -ENOSPC, naming the size needed.
+	 * Or a directory (LIBBLKSNAP_1.1, 0.2.0): the metadata is the file
+	 * <dir>/blksnap-cbt-<id>.meta (a '/' of the id as '_'), created or
+	 * grown and fully allocated, behind a new autoclear loop device that
+	 * goes with the origin. The directory must be writable by its owner
+	 * only (the caller; else -EPERM), on a block device that is not and
+	 * does not overlap the device attached (-EINVAL; -ENODEV when no block
+	 * device holds it, as for tmpfs); the file a regular file of the
+	 * caller's with one link (-EPERM), in no other loop device (-EBUSY).
+	 * blksnap_attach_tab() uses such a file, never creates it (-ENOENT).
 	 */
 	const char *cbt_metadata;
 	/*

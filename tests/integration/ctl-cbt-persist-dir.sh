@@ -72,6 +72,39 @@ case ${VM_BOOT:-} in
 		attach $other --tracking-block 4K --cbt-metadata /mnt/other --cbt-metadata-id disk-c
 	check "no metadata file made there" test ! -e /mnt/other/blksnap-cbt-disk-c.meta
 	umount /mnt/other
+	# No block device holds it: tmpfs, and the guest's root (overlayfs).
+	mkdir -p /mnt/tmpfs /var/tmp/meta
+	mount -t tmpfs -o mode=755 tmpfs /mnt/tmpfs
+	ctl_fail "a directory on tmpfs" 1 "cannot tell which block device holds" \
+		attach $other --tracking-block 4K --cbt-metadata /mnt/tmpfs --cbt-metadata-id disk-c
+	umount /mnt/tmpfs
+	ctl_fail "a directory on overlayfs" 1 "cannot tell which block device holds" \
+		attach $other --tracking-block 4K --cbt-metadata /var/tmp/meta --cbt-metadata-id disk-c
+	# Nobody else may plant the file.
+	mkdir -p $dir/open
+	chmod 1777 $dir/open
+	ctl_fail "a directory others can write" 1 "can be written by others" \
+		attach $other --tracking-block 4K --cbt-metadata $dir/open --cbt-metadata-id disk-c
+	chmod 755 $dir/open
+	ln -s /dev/null $dir/open/blksnap-cbt-disk-c.meta
+	ctl_fail "a symbolic link at the file's name" 1 "cannot open CBT metadata file" \
+		attach $other --tracking-block 4K --cbt-metadata $dir/open --cbt-metadata-id disk-c
+	rm $dir/open/blksnap-cbt-disk-c.meta
+	: > $dir/planted
+	ln $dir/planted $dir/open/blksnap-cbt-disk-c.meta
+	ctl_fail "a file with a second link" 1 "with one link" \
+		attach $other --tracking-block 4K --cbt-metadata $dir/open --cbt-metadata-id disk-c
+	rm -r $dir/open $dir/planted
+	# The blksnaptab only uses the file (its file system may not be mounted yet).
+	mkdir -p $dir/empty
+	echo "$other tracking-block=4K,cbt-metadata=$dir/empty,cbt-metadata-id=disk-c" > "$state/tab"
+	rc=0
+	blksnapctl attach --from-blksnaptab --tab "$state/tab" $other 2> "$state/err" || rc=$?
+	sed 's/^/#   stderr: /' "$state/err"
+	check "from the blksnaptab a missing file is refused" test $rc -ne 0
+	check "it says the blksnaptab never creates it" grep -q "never created" "$state/err"
+	check "no file made there" test ! -e $dir/empty/blksnap-cbt-disk-c.meta
+	rmdir $dir/empty
 
 	ctl_ok "cbt changes --since 1" cbt changes $real --since 1 --json
 	echo "$OUT" > "$state/changes"

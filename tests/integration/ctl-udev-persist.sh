@@ -1,5 +1,5 @@
 #!/bin/bash
-# the boot path with persistent CBT: the udev rule attaches blksnaptab entries with cbt-metadata (a device, and a directory) before anything mounts them, blksnap-cbt-close.service's stop command closes them at shutdown, and the next boot continues the same generation with the same changes
+# the boot path with persistent CBT: the udev rule attaches blksnaptab entries with cbt-metadata (a device, and a directory whose file an attach by hand made; a boot never makes one) before anything mounts them, blksnap-cbt-close.service's stop command closes them at shutdown, and the next boot continues the same generation with the same changes
 # vm: --disks 4 --disk-size 64M --boots 2 --timeout 400
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/ctl-lib.sh"
@@ -61,6 +61,9 @@ case ${VM_BOOT:-} in
 	mkfs.ext4 -q /dev/vdd
 	mount /dev/vdd /meta
 	at_exit "! mountpoint -q /meta || umount /meta"
+	# The blksnaptab never creates a metadata file: the first attach is by hand.
+	ctl_ok "attach vdc by hand: it creates the metadata file" \
+		attach /dev/vdc --tracking-block 4K --cbt-metadata /meta --cbt-metadata-id disk-c
 	start_udev
 	check "the rule attached vda, listed by LABEL= (within 60 s)" wait_for 60 attached vda
 	check "the rule attached vdc, metadata in a directory (within 60 s)" wait_for 60 attached vdc
@@ -105,6 +108,16 @@ case ${VM_BOOT:-} in
 	umount /meta
 	;;
 2)
+	# A boot that attaches before the directory's file system is mounted:
+	# refused, and nothing is made under the mount point.
+	mkdir -p /etc/blksnap
+	echo "/dev/vdc tracking-block=4K,cbt-metadata=/meta,cbt-metadata-id=disk-c" > "$state/tab"
+	rc=0
+	blksnapctl attach --from-blksnaptab --tab "$state/tab" /dev/vdc 2> "$state/err" || rc=$?
+	sed 's/^/#   stderr: /' "$state/err"
+	check "from the blksnaptab, /meta not mounted yet: refused" test $rc -ne 0
+	check "the error names the directory" grep -q "CBT metadata directory /meta" "$state/err"
+	check "nothing made under the mount point" test ! -e /meta/blksnap-cbt-disk-c.meta
 	mount /dev/vdd /meta
 	at_exit "! mountpoint -q /meta || umount /meta"
 	start_udev

@@ -208,7 +208,7 @@ k=${loop_listed#/dev/}
 check "the rule attached the new $k through systemd-run (within 60 s)" wait_for 60 attached "$k"
 sed 's/^/#   systemd-run /' "$work/systemd-run.log"
 check_eq "systemd-run made a no-block transient unit named after the device" \
-	"--no-block --quiet --collect --property=DefaultDependencies=no --unit=blksnap-attach-$k $BLKSNAP_TOP/build/bin/blksnapctl attach --from-blksnaptab $loop_listed" \
+	"--no-block --quiet --collect --property=DefaultDependencies=no --property=After=systemd-remount-fs.service --unit=blksnap-attach-$k $BLKSNAP_TOP/build/bin/blksnapctl attach --from-blksnaptab $loop_listed" \
 	"$(grep -- "--unit=blksnap-attach-$k " "$work/systemd-run.log" | sort -u)"
 ctl_ok "detach $k" detach "$loop_listed"
 check "no udev cookie is left" sync_ok

@@ -1,5 +1,5 @@
 #!/bin/bash
-# blksnapctl attach (also from a blksnaptab)/create/status/list/cbt/destroy/detach and an error path run valgrind-clean
+# blksnapctl attach (also from a blksnaptab, and with CBT metadata in a directory)/create/status/list/cbt/destroy/detach and an error path run valgrind-clean
 # vm: --disks 3 --disk-size 64M --timeout 1200
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/ctl-lib.sh"
@@ -41,8 +41,19 @@ printf '# vda, by its path\n/dev/vda tracking-block=128K\n' > $vglog/tab
 ctl_ok "attach a disk listed in a blksnaptab" attach --from-blksnaptab --tab $vglog/tab /dev/vda
 at_exit "undo_attach /dev/vda"
 check_eq "it prints the origin" /dev/mapper/blksnap-vda "$OUT"
-ctl_ok "attach a dm device" attach lin --tracking-block 16K
+# The dm device with persistent CBT, its metadata in a directory: an ext4
+# on a loop device (the guest's /tmp is on no block device).
+truncate -s 16M $vglog/meta.img
+mkfs.ext4 -q -F $vglog/meta.img
+mkdir -p $vglog/meta
+mloop=$(losetup -f --show $vglog/meta.img)
+at_exit "losetup -d $mloop"
+mount $mloop $vglog/meta
+at_exit "umount $vglog/meta"
+ctl_ok "attach a dm device, CBT metadata in a directory" \
+	attach lin --tracking-block 16K --cbt-metadata $vglog/meta --cbt-metadata-id lin-a
 at_exit "undo_attach lin"
+check "its metadata file" test -s $vglog/meta/blksnap-cbt-lin-a.meta
 # Both origins at once, a store of a device and a directory's unlinked file.
 ctl_ok "create a snapshot of both (device and directory store)" \
 	create /dev/vda lin --store /dev/vdc,/tmp --store-size 8M --name vg --json

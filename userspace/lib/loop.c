@@ -128,6 +128,7 @@ int bs_loop_store(struct blksnap_ctx *ctx, const char *dir, uint64_t bytes,
 	if (!r && fstat(*loop_fd, &st)) {
 		r = bs_err(ctx, errno, "cannot stat %s: %s", path, strerror(errno));
 		close(*loop_fd);
+		*loop_fd = -1;
 	}
 	if (!r) {
 		*major = major(st.st_rdev);

@@ -42,6 +42,15 @@ int bs_swap_table(struct blksnap_ctx *ctx, const char *name,
 
 /* The origin lock's key (major << 32 | minor) of origin @o (see lock.c). */
 uint64_t bs_origin_lock_key(const struct bs_sysdev *o);
+/*
+ * blksnap_attach_opts(); @from_tab: for a blksnaptab entry (at boot), whose
+ * metadata directory must hold the metadata file already: a boot never
+ * creates one (under a mount point whose file system is not mounted yet).
+ */
+int bs_attach(struct blksnap_ctx *ctx, const char *device,
+	      const struct blksnap_attach_options *opts, bool from_tab,
+	      struct blksnap_origin **out);
+
 /* Lock the origin on @device, found in a scan of its own; the caller scans again under it. */
 int bs_lock_origin_of(struct blksnap_ctx *ctx, const char *device, struct bs_locks *l);
 

@@ -400,6 +400,13 @@ int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
 			const struct blksnap_attach_options *opts,
 			struct blksnap_origin **out)
 {
+	return bs_attach(ctx, device, opts, false, out);
+}
+
+int bs_attach(struct blksnap_ctx *ctx, const char *device,
+	      const struct blksnap_attach_options *opts, bool from_tab,
+	      struct blksnap_origin **out)
+{
 	struct blksnap_attach_options ao;
 	struct bs_pcbt_table pt = { 0 };
 	struct bs_origin_opts topts = { 0 };
@@ -454,6 +461,7 @@ int blksnap_attach_opts(struct blksnap_ctx *ctx, const char *device,
 	if (ao.cbt_metadata) {
 		/* Checked, identified and formatted now: the kernel only loads it. */
 		pt.tracking = tracking;
+		pt.reuse_file = from_tab;
 		r = bs_pcbt_prepare(ctx, &sys, &dev, device, &ao, &pt);
 		if (r)
 			goto out;

@@ -16,11 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <linux/fs.h>
 #include <linux/loop.h>
 
 #include "lock.h"
@@ -429,40 +432,106 @@ static bool file_looped(int fd, char *loop, size_t len)
 	return hit;
 }
 
+/* A new, empty file on btrfs: no copy-on-write, so that it stays allocated. */
+static void no_cow(int fd)
+{
+	int flags;
+
+	if (!ioctl(fd, FS_IOC_GETFLAGS, &flags) && !(flags & FS_NOCOW_FL)) {
+		flags |= FS_NOCOW_FL;
+		(void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+	}
+}
+
 /*
  * @o->cbt_metadata names the directory @dir: the metadata is the file
- * <dir>/blksnap-cbt-<id>.meta, created or grown to what @tracking-sector
- * blocks of @dev need (fully allocated: a metadata write never waits for
- * the file system to find space), behind a new autoclear loop device that
- * *@loop_fd holds until the table does. @loop gets the loop device's path.
+ * <dir>/blksnap-cbt-<id>.meta, created (unless @reuse) or grown to what
+ * @tracking-sector blocks of @dev need (fully allocated: a metadata write
+ * never waits for the file system to find space), behind a new autoclear
+ * loop device that *@loop_fd holds until the table does. @loop gets the
+ * loop device's path. The directory must be root's alone (nobody else can
+ * put a file of their own there), on a block device that is not @dev nor
+ * stacked on it; the file a regular file of the caller's with one link,
+ * locked while it is checked and looped, and in no other loop device.
  */
-static int meta_dir_loop(struct blksnap_ctx *ctx, const char *dir, const struct stat *dst,
-			 const struct bs_blockdev *dev, const char *device, const char *id,
-			 uint64_t tracking, char *loop, size_t len, int *loop_fd)
+static int meta_dir_loop(struct blksnap_ctx *ctx, const char *dir, const struct bs_blockdev *dev,
+			 const char *device, const char *id, uint64_t tracking, bool reuse,
+			 char *loop, size_t len, int *loop_fd)
 {
 	struct blksnap_meta_sb sb;
 	struct bs_meta_layout l;
-	char *file, size[16], label[LO_NAME_SIZE];
+	struct stat dst, fst;
+	char *file, *name, size[16], label[LO_NAME_SIZE];
+	uint32_t fmaj, fmin;
 	uint64_t need;
-	int fd, r;
+	int dfd, fd = -1, r;
 
-	if (overlaps(major(dst->st_dev), minor(dst->st_dev), dev->major, dev->minor))
-		return bs_err(ctx, EINVAL, "CBT metadata directory %s is on %s, or on a device stacked on it: its writes would go through the device it tracks; use a directory on another device",
-			      dir, device);
 	file = bs_pcbt_file_name(dir, id);
 	if (!file)
 		return bs_err(ctx, ENOMEM, "out of memory");
-	fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = bs_err(ctx, errno, "cannot open CBT metadata file %s: %s", file, strerror(errno));
+	name = strrchr(file, '/') + 1;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fstat(dfd, &dst)) {
+		r = bs_err(ctx, errno, "cannot open CBT metadata directory %s: %s", dir, strerror(errno));
 		goto out;
 	}
+	if (dst.st_uid != geteuid() || (dst.st_mode & (S_IWGRP | S_IWOTH))) {
+		r = bs_err(ctx, EPERM, "CBT metadata directory %s can be written by others than its owner, or is not yours: use a directory only root can write (mode 0755 or stricter)",
+			   dir);
+		goto out;
+	}
+	if (bs_fs_blockdev(dst.st_dev, &fmaj, &fmin)) {
+		r = bs_err(ctx, ENODEV, "cannot tell which block device holds CBT metadata directory %s (not a file system on a block device): use a directory on one, or a device",
+			   dir);
+		goto out;
+	}
+	if (overlaps(fmaj, fmin, dev->major, dev->minor)) {
+		r = bs_err(ctx, EINVAL, "CBT metadata directory %s is on %s, or on a device stacked on it: its writes would go through the device it tracks; use a directory on another device",
+			   dir, device);
+		goto out;
+	}
+	fd = openat(dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (reuse ? 0 : O_CREAT), 0600);
+	if (fd < 0) {
+		if (errno == ENOENT && reuse)
+			r = bs_err(ctx, ENOENT, "%s holds no CBT metadata of %s (%s): from the blksnaptab it is only used, never created (is the file system of %s mounted? 'blksnapctl attach' by hand creates it)",
+				   dir, device, name, dir);
+		else
+			r = bs_err(ctx, errno, "cannot open CBT metadata file %s: %s", file,
+				   strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &fst) || !S_ISREG(fst.st_mode) || fst.st_uid != geteuid() ||
+	    fst.st_nlink != 1) {
+		r = bs_err(ctx, EPERM, "CBT metadata file %s is not a regular file of yours with one link: remove it, or use another directory",
+			   file);
+		goto out;
+	}
+	/*
+	 * The lock belongs to the open file, which the loop device keeps: it
+	 * is held from here for as long as a loop device uses the file.
+	 */
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+
+		if (e != EWOULDBLOCK)
+			r = bs_err(ctx, e, "cannot lock CBT metadata file %s: %s", file, strerror(e));
+		else if (file_looped(fd, loop, len))
+			r = bs_err(ctx, EBUSY, "CBT metadata file %s is in use already, through %s",
+				   file, loop);
+		else
+			r = bs_err(ctx, EBUSY, "CBT metadata file %s is in use by another attach", file);
+		goto out;
+	}
+	/* A loop device set up by other means (losetup) holds no lock. */
 	if (file_looped(fd, loop, len)) {
 		r = bs_err(ctx, EBUSY, "CBT metadata file %s is in use already, through %s", file, loop);
-		goto close;
+		goto out;
 	}
+	if (!fst.st_size)
+		no_cow(fd);
 	/* The size for the metadata's own block size when it continues, as bs_pcbt_prepare decides. */
 	if (!tracking && bs_meta_read_sb(NULL, fd, &sb) >= 0 &&
+	    !strncmp(sb.metadata_id, id, sizeof(sb.metadata_id)) &&
 	    le64toh(sb.dev_sectors) == dev->sectors &&
 	    !bs_check_tracking_block(NULL, 1ull << (le32toh(sb.block_shift) & 63), dev->sectors))
 		tracking = 1ull << (le32toh(sb.block_shift) & 63);
@@ -470,7 +539,7 @@ static int meta_dir_loop(struct blksnap_ctx *ctx, const char *dir, const struct 
 		tracking = bs_default_tracking_block(dev->sectors);
 	if (bs_meta_layout((dev->sectors + tracking - 1) / tracking, &l)) {
 		r = bs_err(ctx, EINVAL, "%s is too large for CBT metadata", device);
-		goto close;
+		goto out;
 	}
 	need = l.total * BLKSNAP_META_BLOCK;
 	if (fallocate(fd, 0, 0, (off_t)need)) {
@@ -482,15 +551,17 @@ static int meta_dir_loop(struct blksnap_ctx *ctx, const char *dir, const struct 
 		else
 			r = bs_err(ctx, e, "cannot allocate CBT metadata file %s of %s: %s", file, size,
 				   strerror(e));
-		goto close;
+		goto out;
 	}
 	snprintf(label, sizeof(label), "blksnap-cbt:%.51s", id);
 	r = bs_loop_file(ctx, fd, dir, label, loop_fd, loop, len);
 	if (!r)
 		bs_log(ctx, BLKSNAP_LOG_INFO, "CBT metadata of %s: %s through %s", device, file, loop);
-close:
-	close(fd);
 out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	free(file);
 	return r;
 }
@@ -505,7 +576,8 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	uint64_t tracking = out->tracking, need;
 	bool format = false, have_sb;
 	char what[300], a[16], b[16], c[16], loop[64];
-	const char *meta_arg = o->cbt_metadata;
+	const char *meta_arg = o->cbt_metadata, *shown = o->cbt_metadata;
+	char *file = NULL;
 	struct stat dst;
 	int fd, r;
 
@@ -515,16 +587,23 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 		r = find_metadata_id(ctx, sys, dev, device, o->cbt_metadata_id, out->metadata_id,
 				     sizeof(out->metadata_id));
 		if (!r)
-			r = meta_dir_loop(ctx, o->cbt_metadata, &dst, dev, device, out->metadata_id,
-					  out->tracking, loop, sizeof(loop), &out->loop_fd);
+			r = meta_dir_loop(ctx, o->cbt_metadata, dev, device, out->metadata_id,
+					  out->tracking, out->reuse_file, loop, sizeof(loop),
+					  &out->loop_fd);
 		if (r)
 			return r;
 		meta_arg = loop;
+		/* Messages name the file, not the directory nor the loop device. */
+		file = bs_pcbt_file_name(o->cbt_metadata, out->metadata_id);
+		if (file)
+			shown = file;
 	}
 	r = bs_resolve_blockdev(ctx, meta_arg, &meta);
-	if (r)
+	if (r) {
+		free(file);
 		return bs_err_prefix(ctx, r, "CBT metadata");
-	r = check_meta_device(ctx, sys, &meta, dev, o->cbt_metadata, device);
+	}
+	r = check_meta_device(ctx, sys, &meta, dev, shown, device);
 	if (!r)
 		r = find_metadata_id(ctx, sys, dev, device, o->cbt_metadata_id, out->metadata_id,
 				     sizeof(out->metadata_id));
@@ -533,21 +612,21 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	/* Exclusive while it is read and formatted: nobody mounts it meanwhile. */
 	fd = open(meta.path, O_RDWR | O_EXCL | O_CLOEXEC);
 	if (fd < 0) {
-		r = bs_err(ctx, errno, "cannot open CBT metadata %s: %s", o->cbt_metadata,
+		r = bs_err(ctx, errno, "cannot open CBT metadata %s: %s", shown,
 			   strerror(errno));
 		goto out;
 	}
 	r = bs_meta_read_sb(NULL, fd, &sb);
 	have_sb = r >= 0;
 	if (r < 0 && r != -EINVAL) {
-		r = bs_err(ctx, -r, "cannot read CBT metadata %s: %s", o->cbt_metadata, strerror(-r));
+		r = bs_err(ctx, -r, "cannot read CBT metadata %s: %s", shown, strerror(-r));
 		goto close;
 	}
 	r = 0;
 	if (have_sb && strncmp(sb.metadata_id, out->metadata_id, sizeof(sb.metadata_id))) {
 		if (!(o->flags & BLKSNAP_ATTACH_FORCE)) {
 			r = bs_err(ctx, EEXIST, "CBT metadata %s holds the change tracking of %.127s, not of %s (%s): use another device, or --force to format it for %s (that tracking is lost)",
-				   o->cbt_metadata, sb.metadata_id, device, out->metadata_id, device);
+				   shown, sb.metadata_id, device, out->metadata_id, device);
 			goto close;
 		}
 		format = true;
@@ -562,7 +641,7 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 			tracking = bs_default_tracking_block(dev->sectors);
 		if (le64toh(sb.dev_sectors) != dev->sectors || sb_tracking != tracking) {
 			bs_log(ctx, BLKSNAP_LOG_INFO, "CBT metadata %s was formatted for %llu sectors with %llu-sector tracking blocks: formatted again for %llu and %llu (a new generation)",
-			       o->cbt_metadata, (unsigned long long)le64toh(sb.dev_sectors),
+			       shown, (unsigned long long)le64toh(sb.dev_sectors),
 			       (unsigned long long)sb_tracking, (unsigned long long)dev->sectors,
 			       (unsigned long long)tracking);
 			format = true;
@@ -572,12 +651,12 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 			r = bs_probe_signature(meta.path, what, sizeof(what));
 			if (r == 1) {
 				r = bs_err(ctx, EEXIST, "CBT metadata %s carries a signature, %s: it would be overwritten; check the device, wipe it ('wipefs -a %s') or use it anyway with --force",
-					   o->cbt_metadata, what, o->cbt_metadata);
+					   shown, what, shown);
 				goto close;
 			}
 			if (r < 0) {
 				r = bs_err(ctx, -r, "cannot look for signatures on CBT metadata %s: %s",
-					   o->cbt_metadata, strerror(-r));
+					   shown, strerror(-r));
 				goto close;
 			}
 		}
@@ -595,7 +674,7 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	need = l.total * BLKSNAP_META_BLOCK;
 	if (meta.sectors * BLKSNAP_SECTOR_SIZE < need) {
 		r = bs_err(ctx, ENOSPC, "CBT metadata %s is too small: %s with %s tracking blocks needs %s (%llu bytes), it has %s",
-			   o->cbt_metadata,
+			   shown,
 			   blksnap_format_size(dev->sectors * BLKSNAP_SECTOR_SIZE, a, sizeof(a)),
 			   blksnap_format_size(tracking * BLKSNAP_SECTOR_SIZE, b, sizeof(b)),
 			   blksnap_format_size(need, c, sizeof(c)), (unsigned long long)need,
@@ -605,11 +684,11 @@ int bs_pcbt_prepare(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	if (format) {
 		r = meta_format(ctx, fd, &meta, dev->sectors, tracking, out->metadata_id);
 		if (r) {
-			bs_err_prefix(ctx, r, "CBT metadata %s", o->cbt_metadata);
+			bs_err_prefix(ctx, r, "CBT metadata %s", shown);
 			goto close;
 		}
 		bs_log(ctx, BLKSNAP_LOG_INFO, "CBT metadata %s formatted for %s (id %s)",
-		       o->cbt_metadata, device, out->metadata_id);
+		       shown, device, out->metadata_id);
 	}
 	out->tracking = tracking;
 	snprintf(out->metadata, sizeof(out->metadata), "%u:%u", meta.major, meta.minor);
@@ -618,6 +697,7 @@ close:
 	close(fd);
 out:
 	bs_blockdev_clear(&meta);
+	free(file);
 	return r;
 }
 

@@ -32,6 +32,7 @@ struct bs_pcbt_table {
 	uint64_t tracking;		/* sectors; in: as given (0: none) */
 	char metadata[24];		/* "M:m" */
 	char metadata_id[BS_META_ID_MAX + 1];
+	bool reuse_file;		/* in: a directory's file must exist */
 	int loop_fd;			/* out: a directory's loop device, or -1 */
 };
 

@@ -130,6 +130,41 @@ char *bs_backing_dir(const char *file)
 	return strndup(file, slash - file);
 }
 
+int bs_fs_blockdev(dev_t st_dev, uint32_t *maj, uint32_t *min)
+{
+	char line[4096], want[32];
+	int r = -ENODEV;
+	FILE *f;
+
+	if (major(st_dev)) {
+		*maj = major(st_dev);
+		*min = minor(st_dev);
+		return 0;
+	}
+	/* An anonymous number (btrfs, overlayfs, tmpfs): the mount's source. */
+	snprintf(want, sizeof(want), "%u:%u", major(st_dev), minor(st_dev));
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (r && fgets(line, sizeof(line), f)) {
+		char devno[32], type[64], src[PATH_MAX];
+		const char *tail = strstr(line, " - ");
+		struct stat st;
+
+		/* "ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS...] - TYPE SOURCE SUPER" */
+		if (!tail || sscanf(line, "%*s %*s %31s", devno) != 1 || strcmp(devno, want) ||
+		    sscanf(tail, " - %63s %4095s", type, src) != 2)
+			continue;
+		if (!stat(src, &st) && S_ISBLK(st.st_mode)) {
+			*maj = major(st.st_rdev);
+			*min = minor(st.st_rdev);
+			r = 0;
+		}
+	}
+	fclose(f);
+	return r;
+}
+
 bool bs_sysfs_depends_on(uint32_t major, uint32_t minor, uint32_t tmajor,
 			 uint32_t tminor)
 {

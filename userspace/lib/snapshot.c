@@ -68,7 +68,14 @@ static int store_part(struct blksnap_ctx *ctx, const struct bs_system *sys,
 	if (stat(arg, &st))
 		return bs_err(ctx, errno, "store %s: %s", arg, strerror(errno));
 	if (S_ISDIR(st.st_mode)) {
-		if (forbid_hit(forbid, major(st.st_dev), minor(st.st_dev)))
+		uint32_t fmaj, fmin;
+
+		/* btrfs and the like: the block device their mount names. */
+		if (bs_fs_blockdev(st.st_dev, &fmaj, &fmin)) {
+			fmaj = major(st.st_dev);
+			fmin = minor(st.st_dev);
+		}
+		if (forbid_hit(forbid, fmaj, fmin))
 			return bs_err(ctx, EINVAL, "store directory %s is on a device being snapshotted: its writes would fill the store; use a directory on another device",
 				      arg);
 		if (!dir_bytes)

@@ -38,6 +38,14 @@ int bs_sysfs_loop_backing(uint32_t major, uint32_t minor, char **file);
 char *bs_backing_dir(const char *file);
 
 /*
+ * The block device that holds a file system whose files have st_dev
+ * @st_dev: that number, or for an anonymous one (btrfs, overlayfs, tmpfs)
+ * the block device its mount names as its source in /proc/self/mountinfo
+ * (of a multi-device btrfs, the one it was mounted by). -ENODEV: none.
+ */
+int bs_fs_blockdev(dev_t st_dev, uint32_t *major, uint32_t *minor);
+
+/*
  * Whether the device @major:@minor is @tmajor:@tminor or is stacked on it
  * (through the holders' "slaves" links in sysfs, any depth).
  */

@@ -111,7 +111,7 @@ static int tab_options(struct blksnap_ctx *ctx, const char *name, unsigned int l
 		}
 		val = bs_prefix(opt, "tracking-block=");
 		if (!val) {
-			r = bs_err(ctx, EINVAL, "%s:%u: unknown option '%s' (known: tracking-block=SIZE, cbt-metadata=DEV, cbt-metadata-id=ID)",
+			r = bs_err(ctx, EINVAL, "%s:%u: unknown option '%s' (known: tracking-block=SIZE, cbt-metadata=DEV|DIR, cbt-metadata-id=ID)",
 				   name, line, opt);
 			break;
 		}
@@ -132,7 +132,7 @@ static int tab_options(struct blksnap_ctx *ctx, const char *name, unsigned int l
 		e->tracking_block_bytes = bytes;
 	}
 	if (!r && e->pcbt.cbt_metadata_id && !e->pcbt.cbt_metadata)
-		r = bs_err(ctx, EINVAL, "%s:%u: cbt-metadata-id goes with cbt-metadata=DEV",
+		r = bs_err(ctx, EINVAL, "%s:%u: cbt-metadata-id goes with cbt-metadata=DEV|DIR",
 			   name, line);
 	free(copy);
 	return r;
@@ -509,7 +509,7 @@ static int tab_attach_one(struct blksnap_ctx *ctx, const struct blksnap_tab_entr
 			.cbt_metadata_id = e->pcbt.cbt_metadata_id,
 		};
 
-		r = blksnap_attach_opts(ctx, path, &ao, &o);
+		r = bs_attach(ctx, path, &ao, true, &o);
 		if (r && blksnap_origin_get(NULL, path, &o))
 			return r;
 		res->attached = !r;
