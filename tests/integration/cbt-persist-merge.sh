@@ -1,7 +1,6 @@
 #!/bin/bash
 # persistent CBT and merge: a power cut in the middle of a merge leaves every chunk the merge writes back marked at the next boot (the merge commits their marks before its sweep)
 # vm: --disks 3 --disk-size 64M --boots 2 --timeout 500 --modules dm-delay
-# lanes: debug
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 . "$BLKSNAP_TOP/tests/image-lib.sh"
