@@ -314,7 +314,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	dmsetup message bench-porigin 0 cbt_take >/dev/null || die "cbt_take bench-porigin"
 	dmsetup message bench-morigin 0 cbt_take >/dev/null || die "cbt_take bench-morigin"
 	dmsetup message bench-era 0 checkpoint || die "checkpoint bench-era"
-	fio_run "$rep" "linear-first@$B/bench-linear@$WRITES@first pcbt-first@$B/bench-porigin@$WRITES@first era-first@$B/bench-era@$WRITES@first morigin-first@$B/bench-morigin@$WRITES@first"
+	# (@$PTB: the layout of 4 KiB blocks whatever BENCH_CHUNK is)
+	fio_run "$rep" "linear-first@$B/bench-linear@$WRITES@first@$PTB pcbt-first@$B/bench-porigin@$WRITES@first@$PTB era-first@$B/bench-era@$WRITES@first@$PTB morigin-first@$B/bench-morigin@$WRITES@first@$PTB"
 	pstatus=$(dmsetup status bench-porigin)
 	case $pstatus in *pcbt=ok*) ;; *) die "bench-porigin: persistent tracking failed: $pstatus" ;; esac
 	emit "{\"kind\":\"status\",\"target\":\"pcbt\",\"rep\":$rep,\"status\":\"$pstatus\"}"

@@ -268,7 +268,7 @@ snap_stats = {n: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms":
 goals = []
 
 
-def goal_ratio(name, target_text, limit, num, den, ops, strict=False, detail="", unit="%"):
+def goal_ratio(name, target_text, limit, num, den, ops, strict=False, detail="", unit="%", ref="dm-snapshot"):
     """A goal on the paired ratio num/den: its worst median over the workloads
     ops at every QD must reach limit (exceed it if strict); unit "%" for a
     share of dm-linear or the device, "x" for a speed-up over dm-snapshot."""
@@ -285,7 +285,7 @@ def goal_ratio(name, target_text, limit, num, den, ops, strict=False, detail="",
         if met:
             short = None
         elif limit == 1.0:
-            short = f"{(1 - v) * 100:.0f}% slower than dm-snapshot in {w}"
+            short = f"{(1 - v) * 100:.0f}% slower than {ref} in {w}"
         else:
             short = f"{limit - v:.2f}x in {w}"
     else:
@@ -312,9 +312,10 @@ goal_ratio("Image sequential reads vs the device", ">= 90%", 0.90, "image", "raw
 goal_ratio("Persistent tracking, steady state, vs dm-linear", ">= 97%", 0.97, "pcbt", "linear3", WRITES,
            detail="writes to blocks marked since the last take, 4 KiB tracking blocks")
 goal_ratio("Persistent tracking vs dm-era, steady state", ">= 1.00x", 1.0, "pcbt", "era", WRITES + READS,
-           unit="x", detail="all eight workloads")
+           unit="x", detail="all eight workloads", ref="dm-era")
 goal_ratio("Persistent tracking vs dm-era, first writes after a take", ">= 1.00x", 1.0, "pcbt-first",
-           "era-first", WRITES, unit="x", detail="every write the first to its blocks since the take")
+           "era-first", WRITES, unit="x", detail="every write the first to its blocks since the take",
+           ref="dm-era")
 per_chunk = mem.get("blksnap_per_copied_chunk")
 if per_chunk:
     b = per_chunk["bytes_per_unit"]
