@@ -37,6 +37,7 @@
 #                                 I/O through DEV that is also recorded in the model
 #   kmsg_mark / kmsg_since_mark   the kernel log lines written after the mark
 #   kmsg_logged PATTERN           such a line matches PATTERN
+#   wait_for SECONDS CMD...       CMD succeeds within SECONDS (polled every 0.5 s)
 #   vm_crash                      end the guest now, as a power cut would: no sync, no
 #                                 at_exit (tests/vm/run --boots boots the next guest)
 
@@ -449,6 +450,15 @@ check_map() { # check_map NAME [OFFSET COUNT]
 }
 
 # ---- persistent CBT ------------------------------------------------------------
+
+wait_for() { # wait_for SECONDS CMD...: CMD succeeds within SECONDS
+	local end=$(($(date +%s) + $1))
+	shift
+	until "$@"; do
+		[ "$(date +%s)" -lt $end ] || return 1
+		sleep 0.5
+	done
+}
 
 pcbt_words() { # pcbt_words NAME: "pcbt=<mode> why=<reason>", the status line's last two words
 	local -a f

@@ -104,14 +104,6 @@ at_exit "blksnapctl destroy mon3 >/dev/null 2>&1 || true"
 check_eq "create prints the snapshot as usual" mon3 "$(head -n 1 <<< "$OUT")"
 log=/run/blksnap/monitor-mon3.log
 watching() { grep -q "mon3: watching 1 image" $log 2>/dev/null; }
-wait_for() { # wait_for SECONDS CMD...
-	local end=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		[ "$(date +%s)" -lt $end ] || return 1
-		sleep 0.5
-	done
-}
 check "the monitor runs, with the options of monitor.conf (within 30 s)" wait_for 30 watching
 mpid=$(pgrep -f "blksnapctl monitor mon3") || true
 check "its process is there" test -n "$mpid"

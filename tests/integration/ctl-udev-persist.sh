@@ -13,14 +13,6 @@ udevd=/lib/systemd/systemd-udevd
 # by path, its metadata in a directory on vdd's file system.
 state=$VM_OUT/ctl-udev-persist
 mkdir -p "$state" /meta /mnt/a
-wait_for() { # wait_for SECONDS CMD...: CMD succeeds within SECONDS
-	local end=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		[ "$(date +%s)" -lt $end ] || return 1
-		sleep 0.5
-	done
-}
 attached() { test -b "/dev/mapper/blksnap-$1"; }
 info_of() { # info_of DEV: "generation change_number persistent.state reason"
 	capture "cbt info $1" blksnapctl cbt info "$1" --json
@@ -78,18 +70,16 @@ case ${VM_BOOT:-} in
 	check_eq "vdc: persistent, a new generation (formatted)" "ok new" "$st $why"
 	check "vdc's metadata file is in the directory" test -f /meta/blksnap-cbt-disk-c.meta
 
-	check "mount by label" mount LABEL=pdisk /mnt/a
-	check "write files" dd if=/dev/urandom of=/mnt/a/f1 bs=1M count=4 status=none
-	umount /mnt/a
-	rand_writes /dev/mapper/blksnap-vdc 20
-	ctl_ok "cbt take vda" cbt take /dev/vda
-	ctl_ok "cbt take vdc" cbt take /dev/vdc
-	check "mount by label" mount LABEL=pdisk /mnt/a
-	check "write more" dd if=/dev/urandom of=/mnt/a/f2 bs=1M count=2 status=none
-	umount /mnt/a
-	rand_writes /dev/mapper/blksnap-vdc 20
-	ctl_ok "cbt take vda" cbt take /dev/vda
-	ctl_ok "cbt take vdc" cbt take /dev/vdc
+	# Twice: a file through the origin's file system (mounted by label) and
+	# writes to vdc, then a take of both.
+	for f in f1 f2; do
+		check "mount by label" mount LABEL=pdisk /mnt/a
+		check "write $f" dd if=/dev/urandom of=/mnt/a/$f bs=1M count=3 status=none
+		umount /mnt/a
+		rand_writes /dev/mapper/blksnap-vdc 20
+		ctl_ok "cbt take vda" cbt take /dev/vda
+		ctl_ok "cbt take vdc" cbt take /dev/vdc
+	done
 	# After the last take: in the maps, listed after the next one.
 	rand_writes /dev/mapper/blksnap-vda 5
 	rand_writes /dev/mapper/blksnap-vdc 5

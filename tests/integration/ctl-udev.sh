@@ -46,14 +46,6 @@ check_eq "only lin is left" lin "$(dm_names)"
 # blksnaptab that names vdc by its label and a loop device's file system by
 # its label. Without systemd the rule runs blksnapctl within the event, and
 # other events may come first, so the checks wait for the origins to appear.
-wait_for() { # wait_for SECONDS CMD...: CMD succeeds within SECONDS
-	local end=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		[ "$(date +%s)" -lt $end ] || return 1
-		sleep 0.5
-	done
-}
 attached() { test -b "/dev/mapper/blksnap-$1"; }
 work=$(mktemp -d)
 at_exit "rm -rf $work"
