@@ -50,6 +50,13 @@
 #define PENDING_HASH_BITS	12
 #define PENDING_POOL_MIN	64
 /*
+ * Image reads of chunks not copied are tracked in buckets, each with its
+ * own lock, by region of 2^READ_REGION_SHIFT chunks: a tracked read lies in
+ * one region, and reads of different regions do not share a lock.
+ */
+#define READ_REGION_SHIFT	10
+#define READ_BUCKET_BITS	6
+/*
  * One pass over an origin bio starts at most COW_BATCH copies of at most
  * COW_PASS_CHUNKS chunks in all, and looks at no more than COW_WINDOW
  * copies it needs, then waits for the first.
@@ -337,8 +344,12 @@ struct blksnap_snap {
 	spinlock_t lock;
 	struct hlist_head pending[1 << PENDING_HASH_BITS];
 	unsigned int nr_pending;	/* in @pending */
-	struct list_head reads;		/* image reads in flight to real_bdev */
-	unsigned int draining;		/* copied pendings waiting for reads */
+	/*
+	 * Copied pendings waiting for reads: under @lock, the number of
+	 * copied pendings still hashed; it grows under the bucket lock of
+	 * the read it waits for, so a read that ends after sees it non-zero.
+	 */
+	unsigned int draining;
 	enum snap_state state;
 	unsigned long copied_chunks;
 	sector_t low_water;
@@ -368,6 +379,12 @@ struct blksnap_snap {
 	struct work_struct written_work;
 	struct work_struct event_work;
 	struct delayed_work timeout_work;
+
+	/* Image reads in flight to real_bdev, by region (read_bucket()). */
+	struct blksnap_reads {
+		spinlock_t lock;	/* irq-safe; nests inside @lock */
+		struct list_head list;
+	} reads[1 << READ_BUCKET_BITS];
 };
 
 /*
@@ -400,7 +417,7 @@ struct origin_io {
 
 /* Per-bio data of the image. */
 struct image_io {
-	struct list_head node;		/* snap->reads while tracked */
+	struct list_head node;		/* in a snap->reads bucket while tracked */
 	unsigned long first, last;	/* chunks read from the real device */
 	struct blksnap_pending *run;	/* whole chunks it writes, not copied */
 	blk_status_t status;		/* of such a write, while it settles */
@@ -427,15 +444,58 @@ static struct blksnap_exception *exception_find(struct blksnap_snap *s,
 	return rhashtable_lookup_fast(&s->exceptions, &key, exception_params);
 }
 
-/* Must be called with s->lock held. */
-static bool __reads_overlap(struct blksnap_snap *s, unsigned long chunk)
+static struct blksnap_reads *read_bucket(struct blksnap_snap *s,
+					 unsigned long chunk)
+{
+	return &s->reads[hash_long(chunk >> READ_REGION_SHIFT, READ_BUCKET_BITS)];
+}
+
+/* The last chunk of @chunk's region. */
+static unsigned long read_region_last(unsigned long chunk)
+{
+	return chunk | ((1UL << READ_REGION_SHIFT) - 1);
+}
+
+/* Must be called with the bucket lock of @chunk held. */
+static bool __reads_overlap(struct blksnap_reads *b, unsigned long chunk)
 {
 	struct image_io *io;
 
-	list_for_each_entry(io, &s->reads, node)
+	list_for_each_entry(io, &b->list, node)
 		if (io->first <= chunk && chunk <= io->last)
 			return true;
 	return false;
+}
+
+/*
+ * A copy of @chunk ended: if a tracked read still reads the chunk from the
+ * real device, the pending stays ("draining") until the last such read
+ * ends. @draining grows under the bucket lock, so that a read that ends
+ * after this sees it. Must be called with s->lock held (irqs off).
+ */
+static bool __drain_for_reads(struct blksnap_snap *s, unsigned long chunk)
+{
+	struct blksnap_reads *b = read_bucket(s, chunk);
+	bool busy;
+
+	spin_lock(&b->lock);
+	busy = __reads_overlap(b, chunk);
+	if (busy)
+		WRITE_ONCE(s->draining, s->draining + 1);
+	spin_unlock(&b->lock);
+	return busy;
+}
+
+/* No tracked read overlaps @chunk. Must be called with s->lock held. */
+static bool __reads_clear(struct blksnap_snap *s, unsigned long chunk)
+{
+	struct blksnap_reads *b = read_bucket(s, chunk);
+	bool busy;
+
+	spin_lock(&b->lock);
+	busy = __reads_overlap(b, chunk);
+	spin_unlock(&b->lock);
+	return !busy;
 }
 
 static void snap_event(struct work_struct *work)
@@ -621,9 +681,8 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 		if (i++ < stored) {
 			q->copied = true;
 			s->copied_chunks++;
-			if (__reads_overlap(s, q->chunk)) {
+			if (__drain_for_reads(s, q->chunk)) {
 				/* The last tracked read of the chunk releases it. */
-				s->draining++;
 				q = next;
 				continue;
 			}
@@ -993,9 +1052,9 @@ static void __release_drained(struct blksnap_snap *s, unsigned long first,
 
 	for (c = first; s->draining && c <= last; c++) {
 		p = __pending_find(s, c);
-		if (!p || !p->copied || __reads_overlap(s, c))
+		if (!p || !p->copied || !__reads_clear(s, c))
 			continue;
-		s->draining--;
+		WRITE_ONCE(s->draining, s->draining - 1);
 		__pending_release(s, p);
 		hlist_add_head(&p->node, released);
 	}
@@ -1096,8 +1155,9 @@ static int snap_image_write_whole(struct blksnap_snap *s, struct bio *bio,
 /*
  * Map an image bio. Called from map() and again for bios that waited for a
  * copy; only map() may split, and bios that wait were limited to one chunk.
- * Bios to copied chunks take no lock; a read of a chunk not copied takes
- * s->lock once here and once at its end, to be tracked.
+ * Bios to copied chunks take no lock; a read of a chunk not copied is cut
+ * at its region's end and takes its region's bucket lock once here and
+ * once at its end, to be tracked (s->lock only if copies wait for reads).
  */
 static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 			  bool from_map)
@@ -1107,6 +1167,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	unsigned long first = sector >> s->chunk_shift;
 	unsigned long last = (bio_end_sector(bio) - 1) >> s->chunk_shift;
 	struct blksnap_exception *e;
+	struct blksnap_reads *b;
 	unsigned long c;
 	sector_t end;
 
@@ -1153,15 +1214,17 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	 * again: a copy of them that saw the read is released, or a stream
 	 * of such reads could hold it for ever.
 	 */
-	spin_lock_irq(&s->lock);
+	b = read_bucket(s, first);
+	last = min(last, read_region_last(first));
+	spin_lock_irq(&b->lock);
 	e = exception_find(s, first);
 	if (!e) {
 		io->first = first;
 		io->last = last;
 		io->tracked = true;
-		list_add(&io->node, &s->reads);
+		list_add(&io->node, &b->list);
 	}
-	spin_unlock_irq(&s->lock);
+	spin_unlock_irq(&b->lock);
 	if (e)
 		return snap_image_to_store(s, bio, e, first, last);
 	for (c = first + 1; c <= last; c++)
@@ -1170,11 +1233,16 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	if (c <= last) {
 		HLIST_HEAD(released);
 
-		spin_lock_irq(&s->lock);
+		spin_lock_irq(&b->lock);
 		io->last = c - 1;
-		__release_drained(s, c, last, &released);
-		spin_unlock_irq(&s->lock);
-		pendings_free(s, &released);
+		spin_unlock_irq(&b->lock);
+		/* A copy that saw the longer read counted it in @draining. */
+		if (READ_ONCE(s->draining)) {
+			spin_lock_irq(&s->lock);
+			__release_drained(s, c, last, &released);
+			spin_unlock_irq(&s->lock);
+			pendings_free(s, &released);
+		}
 	}
 	end = (sector_t)c << s->chunk_shift;
 	if (end < bio_end_sector(bio))
@@ -1190,17 +1258,31 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
  */
 static bool snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 {
+	struct blksnap_reads *b = read_bucket(s, io->first);
 	HLIST_HEAD(released);
 	unsigned long flags;
-	bool valid;
 
-	spin_lock_irqsave(&s->lock, flags);
+	spin_lock_irqsave(&b->lock, flags);
 	list_del(&io->node);
-	__release_drained(s, io->first, io->last, &released);
-	valid = s->state == SNAP_VALID;
-	spin_unlock_irqrestore(&s->lock, flags);
-	pendings_free(s, &released);
-	return valid;
+	spin_unlock_irqrestore(&b->lock, flags);
+	/*
+	 * A copy that saw this read counted it in @draining under the
+	 * bucket lock: taking the lock after it, this sees the count.
+	 */
+	if (READ_ONCE(s->draining)) {
+		spin_lock_irqsave(&s->lock, flags);
+		__release_drained(s, io->first, io->last, &released);
+		spin_unlock_irqrestore(&s->lock, flags);
+		pendings_free(s, &released);
+	}
+	/*
+	 * An origin write released by __snap_invalidate() can overwrite
+	 * what this read got only after the store of the state: a read that
+	 * completed after such a write sees the state, as it did under
+	 * s->lock before.
+	 */
+	smp_mb();
+	return READ_ONCE(s->state) == SNAP_VALID;
 }
 
 /*
@@ -1670,7 +1752,10 @@ static struct blksnap_snap *snap_create(struct dm_target *ti,
 	spin_lock_init(&s->lock);
 	for (i = 0; i < ARRAY_SIZE(s->pending); i++)
 		INIT_HLIST_HEAD(&s->pending[i]);
-	INIT_LIST_HEAD(&s->reads);
+	for (i = 0; i < ARRAY_SIZE(s->reads); i++) {
+		spin_lock_init(&s->reads[i].lock);
+		INIT_LIST_HEAD(&s->reads[i].list);
+	}
 	bio_list_init(&s->retry_origin);
 	bio_list_init(&s->retry_image);
 	bio_list_init(&s->throttled_origin);
