@@ -468,34 +468,24 @@ static bool __reads_overlap(struct blksnap_reads *b, unsigned long chunk)
 }
 
 /*
- * A copy of @chunk ended: if a tracked read still reads the chunk from the
- * real device, the pending stays ("draining") until the last such read
- * ends. @draining grows under the bucket lock, so that a read that ends
- * after this sees it. Must be called with s->lock held (irqs off).
+ * Whether a tracked read still reads @chunk from the real device. With
+ * @drain (a copy of the chunk ended), such a read keeps the pending
+ * ("draining") until the last of them ends: @draining grows under the
+ * bucket lock, so that a read that ends after this sees it. Must be called
+ * with s->lock held (irqs off).
  */
-static bool __drain_for_reads(struct blksnap_snap *s, unsigned long chunk)
+static bool __chunk_read_busy(struct blksnap_snap *s, unsigned long chunk,
+			      bool drain)
 {
 	struct blksnap_reads *b = read_bucket(s, chunk);
 	bool busy;
 
 	spin_lock(&b->lock);
 	busy = __reads_overlap(b, chunk);
-	if (busy)
+	if (busy && drain)
 		WRITE_ONCE(s->draining, s->draining + 1);
 	spin_unlock(&b->lock);
 	return busy;
-}
-
-/* No tracked read overlaps @chunk. Must be called with s->lock held. */
-static bool __reads_clear(struct blksnap_snap *s, unsigned long chunk)
-{
-	struct blksnap_reads *b = read_bucket(s, chunk);
-	bool busy;
-
-	spin_lock(&b->lock);
-	busy = __reads_overlap(b, chunk);
-	spin_unlock(&b->lock);
-	return !busy;
 }
 
 static void snap_event(struct work_struct *work)
@@ -681,7 +671,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 		if (i++ < stored) {
 			q->copied = true;
 			s->copied_chunks++;
-			if (__drain_for_reads(s, q->chunk)) {
+			if (__chunk_read_busy(s, q->chunk, true)) {
 				/* The last tracked read of the chunk releases it. */
 				q = next;
 				continue;
@@ -1052,7 +1042,7 @@ static void __release_drained(struct blksnap_snap *s, unsigned long first,
 
 	for (c = first; s->draining && c <= last; c++) {
 		p = __pending_find(s, c);
-		if (!p || !p->copied || !__reads_clear(s, c))
+		if (!p || !p->copied || __chunk_read_busy(s, c, false))
 			continue;
 		WRITE_ONCE(s->draining, s->draining - 1);
 		__pending_release(s, p);
@@ -1071,6 +1061,26 @@ static void pendings_free(struct blksnap_snap *s, struct hlist_head *released)
 	queue_work(blksnap_wq, &s->retry_work);
 	hlist_for_each_entry_safe(p, tmp, released, node)
 		pending_free(s, p);
+}
+
+/*
+ * A tracked read stopped reading chunks @first..@last (its bucket lock
+ * taken and dropped since): release the copies of them it held up. A copy
+ * that saw the read counted itself in @draining under that lock, so a zero
+ * here means that none waits, and s->lock is not needed.
+ */
+static void release_drained(struct blksnap_snap *s, unsigned long first,
+			    unsigned long last)
+{
+	HLIST_HEAD(released);
+	unsigned long flags;
+
+	if (!READ_ONCE(s->draining))
+		return;
+	spin_lock_irqsave(&s->lock, flags);
+	__release_drained(s, first, last, &released);
+	spin_unlock_irqrestore(&s->lock, flags);
+	pendings_free(s, &released);
 }
 
 /*
@@ -1168,7 +1178,7 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	unsigned long last = (bio_end_sector(bio) - 1) >> s->chunk_shift;
 	struct blksnap_exception *e;
 	struct blksnap_reads *b;
-	unsigned long c;
+	unsigned long c, rlast;
 	sector_t end;
 
 	io->tracked = false;
@@ -1215,34 +1225,26 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 	 * of such reads could hold it for ever.
 	 */
 	b = read_bucket(s, first);
-	last = min(last, read_region_last(first));
+	rlast = min(last, read_region_last(first));
 	spin_lock_irq(&b->lock);
 	e = exception_find(s, first);
 	if (!e) {
 		io->first = first;
-		io->last = last;
+		io->last = rlast;
 		io->tracked = true;
 		list_add(&io->node, &b->list);
 	}
 	spin_unlock_irq(&b->lock);
 	if (e)
 		return snap_image_to_store(s, bio, e, first, last);
-	for (c = first + 1; c <= last; c++)
+	for (c = first + 1; c <= rlast; c++)
 		if (exception_find(s, c))
 			break;
-	if (c <= last) {
-		HLIST_HEAD(released);
-
+	if (c <= rlast) {
 		spin_lock_irq(&b->lock);
 		io->last = c - 1;
 		spin_unlock_irq(&b->lock);
-		/* A copy that saw the longer read counted it in @draining. */
-		if (READ_ONCE(s->draining)) {
-			spin_lock_irq(&s->lock);
-			__release_drained(s, c, last, &released);
-			spin_unlock_irq(&s->lock);
-			pendings_free(s, &released);
-		}
+		release_drained(s, c, rlast);
 	}
 	end = (sector_t)c << s->chunk_shift;
 	if (end < bio_end_sector(bio))
@@ -1259,22 +1261,12 @@ static int snap_image_map(struct blksnap_snap *s, struct bio *bio,
 static bool snap_image_read_done(struct blksnap_snap *s, struct image_io *io)
 {
 	struct blksnap_reads *b = read_bucket(s, io->first);
-	HLIST_HEAD(released);
 	unsigned long flags;
 
 	spin_lock_irqsave(&b->lock, flags);
 	list_del(&io->node);
 	spin_unlock_irqrestore(&b->lock, flags);
-	/*
-	 * A copy that saw this read counted it in @draining under the
-	 * bucket lock: taking the lock after it, this sees the count.
-	 */
-	if (READ_ONCE(s->draining)) {
-		spin_lock_irqsave(&s->lock, flags);
-		__release_drained(s, io->first, io->last, &released);
-		spin_unlock_irqrestore(&s->lock, flags);
-		pendings_free(s, &released);
-	}
+	release_drained(s, io->first, io->last);
 	/*
 	 * An origin write released by __snap_invalidate() can overwrite
 	 * what this read got only after the store of the state: a read that
