@@ -1,7 +1,7 @@
 #!/bin/bash
 # persistent CBT: the generation and maps survive a table removal after cbt_close, a clean reboot and a power cut (every block written before the cut reads as changed); detach, replaced, another device's id, a bad checksum and a stalled metadata device start a new generation and say why
 # vm: --disks 2 --disk-size 64M --boots 3 --timeout 600
-# lanes: 6.1 debug
+# lanes: 6.1
 set -euo pipefail
 . "${BLKSNAP_TOP:-$(dirname "$0")/../..}/tests/lib.sh"
 
