@@ -66,10 +66,11 @@ check_eq "fs_uuid" "$(blkid -p -s UUID -o value /dev/mapper/blksnap-vda)" "$(jq 
 ctl_ok "cbt info --json" cbt info lin --json
 check "cbt info --json: snake_case" json_keys_ok "$OUT"
 check_eq "cbt info: its fields" \
-	'["change_number","generation_uuid","merge","origin","path","persistent","snapshot_number","state","tracking_block_sectors","tracking_blocks"]' \
+	'["change_number","generation_uuid","merge","name","origin","path","persistent","snapshot_number","state","tracking_block_sectors","tracking_blocks"]' \
 	"$(jq -c keys <<< "$OUT")"
 check_eq "cbt info: the tracking block of lin" 16 "$(jq .tracking_block_sectors <<< "$OUT")"
-check_eq "cbt info: origin and path" '["lin","/dev/mapper/lin"]' "$(jq -c '[.origin, .path]' <<< "$OUT")"
+check_eq "cbt info: name (as status and list call it), origin and path" \
+	'["lin","lin","/dev/mapper/lin"]' "$(jq -c '[.name, .origin, .path]' <<< "$OUT")"
 
 t1=$(cbt_take lin)
 t2=$(cbt_take lin)
@@ -96,6 +97,12 @@ check_eq "create --json: the image's generation" "\"$(status_field lin 3)\"" \
 	"$(jq '.images[0].generation_uuid' <<< "$OUT")"
 ctl_ok "status --json of the snapshot has them too" status j1 --json
 check_eq "status: snapshot_number" "$((t2 + 1))" "$(jq '.images[0].snapshot_number' <<< "$OUT")"
+# The store's file in /tmp is unlinked: the kernel's " (deleted)" is a flag.
+file=$(jq -r '.store.parts[0].backing_file' <<< "$OUT")
+check "status: the store file's path without \" (deleted)\" ($file)" \
+	test "${file#/tmp/}" != "$file" -a "${file% (deleted)}" = "$file"
+check_eq "status: the store file is flagged deleted" true \
+	"$(jq '.store.parts[0].backing_file_deleted' <<< "$OUT")"
 ctl_ok "cbt changes since the snapshot before it" cbt changes lin --since "$t2" --json
 check_eq "the write before the snapshot is listed" '[{"start":1280,"sectors":128}]' \
 	"$(jq -c .extents <<< "$OUT")"

@@ -57,6 +57,31 @@ static void test_escape(void **state)
 	escaped_is("x\x1b[31m", "\"x\\u001b[31m\"");
 	/* UTF-8 passes through byte for byte. */
 	escaped_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+
+}
+
+/*
+ * A file name (a loop store's backing file, a device name) may be any bytes;
+ * JSON text must be UTF-8 (RFC 8259, 8.1). Each byte of an ill-formed
+ * sequence becomes U+FFFD, as a JSON reader would show it.
+ */
+#define FFFD "\xef\xbf\xbd"
+static void test_escape_invalid_utf8(void **state)
+{
+	(void)state;
+	escaped_is("a\xff" "b", "\"a" FFFD "b\"");			/* never a UTF-8 byte */
+	escaped_is("\x80", "\"" FFFD "\"");				/* a lone continuation */
+	escaped_is("\xc3", "\"" FFFD "\"");				/* cut at the end */
+	escaped_is("\xc3(", "\"" FFFD "(\"");			/* cut by an ASCII byte */
+	escaped_is("\xe2\x82", "\"" FFFD FFFD "\"");		/* three bytes, cut */
+	escaped_is("\xc0\xaf", "\"" FFFD FFFD "\"");		/* overlong '/' */
+	escaped_is("\xe0\x80\xaf", "\"" FFFD FFFD FFFD "\"");	/* overlong, 3 bytes */
+	escaped_is("\xed\xa0\x80", "\"" FFFD FFFD FFFD "\"");	/* a surrogate */
+	escaped_is("\xf4\x90\x80\x80", "\"" FFFD FFFD FFFD FFFD "\"");	/* past U+10FFFF */
+	escaped_is("\xf5", "\"" FFFD "\"");
+	/* The largest of each length is valid. */
+	escaped_is("\x7f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf",
+		   "\"\\u007f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf\"");
 }
 
 static void test_document_compact(void **state)
@@ -181,6 +206,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_escape_invalid_utf8),
 		cmocka_unit_test(test_document_compact),
 		cmocka_unit_test(test_document_pretty),
 		cmocka_unit_test(test_misuse),

@@ -117,11 +117,66 @@ static void test_persistent(void **state)
 	free(s);
 }
 
+/* cbt info names the origin "name", as status and list do. */
+static void test_cbt_info_name(void **state)
+{
+	struct blksnap_origin o;
+	char *s;
+
+	(void)state;
+	origin_init(&o);
+	s = print(&o, true, true);
+	has(s, "\"name\": \"vg-data\"");
+	has(s, "\"origin\": \"vg-data\"");	/* kept for 0.2.0's readers */
+	free(s);
+}
+
+static char *print_snapshot(const struct blksnap_snapshot *snap)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	assert_int_equal(cli_print_snapshot(f, snap, true), 0);
+	fclose(f);
+	return buf;
+}
+
+/* A store's unlinked file: the path alone, and a flag. */
+static void test_backing_file(void **state)
+{
+	struct blksnap_store_part parts[3] = {
+		{ .device = "/dev/loop0", .backing_file = "/var/tmp/#1234 (deleted)", .sectors = 8 },
+		{ .device = "/dev/loop1", .backing_file = "/srv/store.img", .sectors = 8 },
+		{ .device = "/dev/sdc", .sectors = 8 },
+	};
+	struct blksnap_snapshot snap = {
+		.name = "nightly", .store_name = "nightly-store",
+		.store_path = "/dev/mapper/nightly-store", .store_sectors = 24,
+		.n_parts = 3, .parts = parts,
+	};
+	char *s;
+
+	(void)state;
+	s = print_snapshot(&snap);
+	has(s, "\"backing_file\": \"/var/tmp/#1234\",");
+	has(s, "\"backing_file\": \"/srv/store.img\",");
+	lacks(s, "(deleted)");
+	has(s, "\"backing_file_deleted\": true");
+	has(s, "\"backing_file_deleted\": false");
+	has(s, "\"backing_file\": null,");
+	has(s, "\"backing_file_deleted\": null");
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_in_memory),
 		cmocka_unit_test(test_persistent),
+		cmocka_unit_test(test_cbt_info_name),
+		cmocka_unit_test(test_backing_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,9 @@
  *
  * Keys are given inside objects and must be NULL inside arrays. Strings
  * are escaped as RFC 8259 requires (quote, backslash and every control
- * character); other bytes, UTF-8 included, pass through unchanged.
+ * character); well-formed UTF-8 passes through unchanged, and each byte of
+ * an ill-formed sequence (a file name may hold any bytes) is written as
+ * U+FFFD, so that the output is always valid JSON text.
  */
 #ifndef BLKSNAPCTL_JSON_H
 #define BLKSNAPCTL_JSON_H

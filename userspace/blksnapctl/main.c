@@ -339,8 +339,10 @@ static int cmd_attach_tab(struct blksnap_ctx *ctx, const struct cli_args *a)
 	if (r)
 		fprintf(stderr, "blksnapctl: %s\n", blksnap_errmsg(ctx));
 	else if (fflush(stdout) || ferror(stdout)) {
-		fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(EIO));
-		r = -EIO;
+		int e = errno ? errno : EIO;
+
+		fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(e));
+		r = -e;
 	}
 	return r;
 }

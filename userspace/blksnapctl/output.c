@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -87,6 +88,37 @@ static void json_origin(struct bs_json *j, const char *key, const struct blksnap
 	bs_json_end_object(j);
 }
 
+/*
+ * A loop store's file as the kernel names it: an unlinked one (blksnapctl's
+ * own, in a directory) ends in " (deleted)". JSON gets the path alone and
+ * "backing_file_deleted", so that a tool can use the path as it is.
+ */
+static void json_backing_file(struct bs_json *j, const char *file)
+{
+	static const char mark[] = " (deleted)";
+	size_t len = file ? strlen(file) : 0, m = sizeof(mark) - 1;
+	char *path;
+
+	if (!file) {
+		bs_json_null(j, "backing_file");
+		bs_json_null(j, "backing_file_deleted");
+		return;
+	}
+	if (len <= m || strcmp(file + len - m, mark)) {
+		bs_json_string(j, "backing_file", file);
+		bs_json_bool(j, "backing_file_deleted", false);
+		return;
+	}
+	path = strndup(file, len - m);
+	if (!path) {
+		j->error = true;
+		return;
+	}
+	bs_json_string(j, "backing_file", path);
+	bs_json_bool(j, "backing_file_deleted", true);
+	free(path);
+}
+
 static void json_snapshot(struct bs_json *j, const char *key, const struct blksnap_snapshot *s)
 {
 	bs_json_begin_object(j, key);
@@ -101,7 +133,7 @@ static void json_snapshot(struct bs_json *j, const char *key, const struct blksn
 		bs_json_begin_object(j, NULL);
 		bs_json_string(j, "device", s->parts[i].device);
 		bs_json_u64(j, "sectors", s->parts[i].sectors);
-		bs_json_string(j, "backing_file", s->parts[i].backing_file);
+		json_backing_file(j, s->parts[i].backing_file);
 		bs_json_end_object(j);
 	}
 	bs_json_end_array(j);
@@ -339,7 +371,8 @@ int cli_print_cbt_info(FILE *f, const struct blksnap_origin *o, bool json)
 
 		bs_json_init(&j, f, true);
 		bs_json_begin_object(&j, NULL);
-		bs_json_string(&j, "origin", o->name);
+		bs_json_string(&j, "name", o->name);
+		bs_json_string(&j, "origin", o->name);	/* 0.2.0's name of "name" */
 		bs_json_string(&j, "path", o->path);
 		json_origin_status(&j, &o->status, o->status_valid);
 		json_persistent(&j, o);
