@@ -475,7 +475,7 @@ bool blksnap_tracker_drop_table(struct blksnap_tracker *t)
 static int parse_u64(const char *what, const char *arg, u64 *v)
 {
 	if (kstrtoull(arg, 10, v)) {
-		DMWARN("%s: '%s' is not a decimal number", what, arg);
+		DMWARN_LIMIT("%s: '%s' is not a decimal number", what, arg);
 		return -EINVAL;
 	}
 	return 0;
@@ -494,11 +494,11 @@ static int msg_cbt_read(struct blksnap_tracker *t, char **argv, char *result,
 		return -EINVAL;
 	mutex_lock(&t->map_lock);
 	if (!t->snap_taken) {
-		DMWARN("cbt_read: no snapshot taken in this generation");
+		DMWARN_LIMIT("cbt_read: no snapshot taken in this generation");
 		r = -ENODATA;
 	} else if (offset > t->nr_blocks || count > t->nr_blocks - offset) {
-		DMWARN("cbt_read: bytes %llu+%llu are past the end of the %lu-byte map",
-		       offset, count, t->nr_blocks);
+		DMWARN_LIMIT("cbt_read: bytes %llu+%llu are past the end of the %lu-byte map",
+			     offset, count, t->nr_blocks);
 		r = -EINVAL;
 	} else if (count * 2 >= maxlen) {
 		/* Too long for the buffer: have libdevmapper retry with more. */
@@ -523,13 +523,13 @@ static int msg_cbt_changes(struct blksnap_tracker *t, char **argv,
 	u8 since;
 
 	if (kstrtou8(argv[1], 10, &since)) {
-		DMWARN("cbt_changes: '%s' is not a change number (0..255)", argv[1]);
+		DMWARN_LIMIT("cbt_changes: '%s' is not a change number (0..255)", argv[1]);
 		return -EINVAL;
 	}
 	mutex_lock(&t->map_lock);
 	if (!t->snap_taken) {
 		mutex_unlock(&t->map_lock);
-		DMWARN("cbt_changes: no snapshot taken in this generation");
+		DMWARN_LIMIT("cbt_changes: no snapshot taken in this generation");
 		return -ENODATA;
 	}
 	while (blksnap_next_extent(t->snap_map, t->nr_blocks, since, &pos,
@@ -552,8 +552,8 @@ static int msg_cbt_mark_dirty(struct blksnap_tracker *t, char **argv)
 		return -EINVAL;
 	if (!sectors || sector >= t->dev_sectors ||
 	    sectors > t->dev_sectors - sector) {
-		DMWARN("cbt_mark_dirty: %llu+%llu is not inside the %llu-sector device",
-		       sector, sectors, (unsigned long long)t->dev_sectors);
+		DMWARN_LIMIT("cbt_mark_dirty: %llu+%llu is not inside the %llu-sector device",
+			     sector, sectors, (unsigned long long)t->dev_sectors);
 		return -EINVAL;
 	}
 	/*
@@ -581,7 +581,7 @@ static int msg_cbt_close(struct blksnap_tracker *t)
 	int r;
 
 	if (!t->meta) {
-		DMWARN("cbt_close: the origin has no metadata device");
+		DMWARN_LIMIT("cbt_close: the origin has no metadata device");
 		return -EINVAL;
 	}
 	mutex_lock(&t->lock);
@@ -590,7 +590,7 @@ static int msg_cbt_close(struct blksnap_tracker *t)
 	blksnap_gate_open(t);
 	mutex_unlock(&t->lock);
 	if (r)
-		DMWARN("cbt_close: the metadata device failed: persistent CBT is off");
+		DMWARN_LIMIT("cbt_close: the metadata device failed: persistent CBT is off");
 	return r;
 }
 
@@ -598,7 +598,7 @@ static int msg_cbt_close(struct blksnap_tracker *t)
 static int msg_cbt_detach(struct blksnap_tracker *t)
 {
 	if (!t->meta) {
-		DMWARN("cbt_detach: the origin has no metadata device");
+		DMWARN_LIMIT("cbt_detach: the origin has no metadata device");
 		return -EINVAL;
 	}
 	return blksnap_meta_detach(t);
@@ -613,7 +613,7 @@ static int msg_cbt_take(struct blksnap_tracker *t, char *result,
 
 	r = blksnap_cbt_take(t, &number);
 	if (r) {
-		DMWARN("cbt_take: refused while a snapshot image exists");
+		DMWARN_LIMIT("cbt_take: refused while a snapshot image exists");
 		return r;
 	}
 	DMEMIT("%u", number);
@@ -644,8 +644,8 @@ int blksnap_cbt_message(struct blksnap_tracker *t, unsigned int argc,
 	if (i == ARRAY_SIZE(msgs))
 		return -ENOTTY;
 	if (argc != msgs[i].argc) {
-		DMWARN("%s takes %u argument(s), got %u", msgs[i].name,
-		       msgs[i].argc - 1, argc - 1);
+		DMWARN_LIMIT("%s takes %u argument(s), got %u", msgs[i].name,
+			     msgs[i].argc - 1, argc - 1);
 		return -EINVAL;
 	}
 	switch (i) {

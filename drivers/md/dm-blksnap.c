@@ -2258,21 +2258,21 @@ static int origin_merge_message(struct dm_target *ti, unsigned int argc)
 	int r;
 
 	if (argc != 1) {
-		DMWARN("merge takes no arguments");
+		DMWARN_LIMIT("merge takes no arguments");
 		return -EINVAL;
 	}
 	mutex_lock(&t->lock);
 	s = t->snap;
 	if (!s) {
-		DMWARN("%s: merge: no snapshot image to merge", name);
+		DMWARN_LIMIT("%s: merge: no snapshot image to merge", name);
 		r = -ENOENT;
 	} else if (s->merging) {
-		DMWARN("%s: merge: already merging", name);
+		DMWARN_LIMIT("%s: merge: already merging", name);
 		r = -EBUSY;
 	} else {
 		r = snap_merge_start(t, s, &why);
 		if (r)
-			DMWARN("%s: merge: %s", name, why);
+			DMWARN_LIMIT("%s: merge: %s", name, why);
 	}
 	mutex_unlock(&t->lock);
 	return r;
@@ -2290,8 +2290,8 @@ static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
 		return origin_merge_message(ti, argc);
 	r = blksnap_cbt_message(oc->t, argc, argv, result, maxlen);
 	if (r == -ENOTTY) {
-		DMWARN("%s: unknown message '%s'",
-		       dm_device_name(dm_table_get_md(ti->table)), argv[0]);
+		DMWARN_LIMIT("%s: unknown message '%s'",
+			     dm_device_name(dm_table_get_md(ti->table)), argv[0]);
 		r = -EINVAL;
 	}
 	return r;
