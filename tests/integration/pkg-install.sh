@@ -1,5 +1,5 @@
 #!/bin/bash
-# Debian packages: dpkg -i, the DKMS-built module by modprobe, a snapshot cycle, pkg-config, man, udev, purge
+# Debian packages: lintian --pedantic clean, dpkg -i, the DKMS-built module by modprobe, a snapshot cycle, pkg-config, man, udev, purge
 # vm: --no-blksnap --disks 3 --disk-size 64M --timeout 600
 # host: tests/packaging/prepare
 #
