@@ -129,3 +129,7 @@ check_eq "the origin is untouched" "0 $(dev_sectors /dev/vda) blksnap-origin $(m
 	"$(dmsetup table blksnap-vda)"
 umount /mnt/a
 ctl_ok "detach after the unmount" detach /dev/vda
+
+# Output that cannot be written (a full disk) fails with its cause.
+check "list into /dev/full: exit 1, ENOSPC named" sh -c \
+	'blksnapctl list > /dev/full 2> /tmp/full.err; rc=$?; cat /tmp/full.err; [ $rc -eq 1 ] && grep -q "cannot write the output: No space left on device" /tmp/full.err'

@@ -57,7 +57,6 @@ static void test_escape(void **state)
 	escaped_is("x\x1b[31m", "\"x\\u001b[31m\"");
 	/* UTF-8 passes through byte for byte. */
 	escaped_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-
 }
 
 /*

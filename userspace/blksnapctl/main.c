@@ -319,6 +319,24 @@ static int cmd_merge(struct blksnap_ctx *ctx, const struct cli_args *a)
 }
 
 /*
+ * The end of a command's output: @pr is what printing it returned (0 or
+ * -errno). Flushes standard output; on a failure says so, with the first
+ * error's cause (EIO when the stream kept none), and returns it.
+ */
+static int output_done(int pr)
+{
+	int e = pr < 0 ? -pr : 0;
+
+	errno = 0;
+	if (!e && (fflush(stdout) || ferror(stdout)))
+		e = errno ? errno : EIO;
+	if (!e)
+		return 0;
+	fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(e));
+	return -e;
+}
+
+/*
  * attach --from-blksnaptab: the origin of each entry acted on, one a line;
  * one line on stderr for each entry that failed, then the count.
  */
@@ -338,12 +356,8 @@ static int cmd_attach_tab(struct blksnap_ctx *ctx, const struct cli_args *a)
 	blksnap_tab_results_free(res, n);
 	if (r)
 		fprintf(stderr, "blksnapctl: %s\n", blksnap_errmsg(ctx));
-	else if (fflush(stdout) || ferror(stdout)) {
-		int e = errno ? errno : EIO;
-
-		fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(e));
-		r = -e;
-	}
+	else
+		r = output_done(0);
 	return r;
 }
 
@@ -480,11 +494,8 @@ static int cli_run(struct blksnap_ctx *ctx, const struct cli_args *a)
 	}
 	if (r) {
 		fprintf(stderr, "blksnapctl: %s\n", blksnap_errmsg(ctx));
-	} else if (pr || fflush(stdout) || ferror(stdout)) {
-		int e = pr < 0 ? -pr : errno ? errno : EIO;
-
-		fprintf(stderr, "blksnapctl: cannot write the output: %s\n", strerror(e));
-		r = -e;
+	} else {
+		r = output_done(pr);
 	}
 	blksnap_snapshot_free(snap);
 	blksnap_origin_free(o);
